@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: sets up .venv on first use, then lints and runs the test suite (CPU, offline).
+# Extra arguments go to pytest, e.g. `bash run_tests.sh -k render -x`.
+set -euo pipefail
+cd "$(dirname "$0")"
+source ./setup_env.sh
+"$PYTHON" -m ruff check .
+"$PYTHON" -m pytest "$@"

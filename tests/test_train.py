@@ -1,0 +1,170 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from conftest import assert_clean_failure, files_under, run_script
+from transformer_net import TransformerNet
+
+
+def train_args(dataset_dir: Path, out: Path, styles: list[Path], *extra: str) -> list[str]:
+    return ["--datapath", str(dataset_dir), "--stylepath", ",".join(map(str, styles)),
+            "--vgg-weights", "random", "--image-size", "32", "--batch-size", "2", "--device", "cpu",
+            "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
+            "--checkpoint-dir", str(out / "checkpoints"), "--log-interval", "1", *extra]
+
+
+def trained_state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_weights(a: dict, b: dict, atol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=key)
+
+
+def test_three_step_run_writes_model_log_plot_and_checkpoint(tmp_path, dataset_dir, style_files):
+    train.main(train_args(dataset_dir, tmp_path, style_files[:2], "--max-steps", "3",
+                          "--checkpoint-interval", "2", "--savename", "blend"))
+    model_path = tmp_path / "models" / "blend.pth"
+    TransformerNet().load_state_dict(trained_state(model_path), strict=True)
+    provenance = json.loads((tmp_path / "models" / "blend.json").read_text())
+    assert provenance["steps"] == 3
+    assert [s["weight"] for s in provenance["styles"]] == [0.5, 0.5]
+    assert provenance["vgg_weights"] == "random"
+    assert "--max-steps 3" in provenance["command"]
+    with open(tmp_path / "logs" / "blend.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert {"content", "style", "total"} <= rows[0].keys()
+    assert (tmp_path / "logs" / "blend_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "logs" / "blend_params.json").read_text())["args"]["max_steps"] == 3
+    checkpoint = torch.load(tmp_path / "checkpoints" / "blend_step0000002.pth", weights_only=True)
+    assert checkpoint["step"] == 2 and {"model", "optimizer", "torch_rng", "args"} <= checkpoint.keys()
+
+
+def test_the_loss_falls_on_the_training_data(tmp_path, dataset_dir, style_files):
+    train.main(train_args(dataset_dir, tmp_path, style_files[:1], "--max-steps", "30", "--learning-rate", "1e-2",
+                          "--savename", "m", "--epochs", "100"))
+    with open(tmp_path / "logs" / "m.csv") as file:
+        totals = [float(r["total"]) for r in csv.DictReader(file)]
+    assert sum(totals[-5:]) < 0.5 * sum(totals[:5])
+
+
+def test_weights_one_zero_equal_single_style_training(tmp_path, dataset_dir, style_files):
+    train.main(train_args(dataset_dir, tmp_path / "a", style_files[:2], "--style-weights", "1,0",
+                          "--max-steps", "3", "--savename", "m"))
+    train.main(train_args(dataset_dir, tmp_path / "b", style_files[:1], "--max-steps", "3", "--savename", "m"))
+    assert_same_weights(trained_state(tmp_path / "a/models/m.pth"), trained_state(tmp_path / "b/models/m.pth"),
+                        atol=0)
+
+
+def test_alpha_equals_style_weights(tmp_path, dataset_dir, style_files):
+    train.main(train_args(dataset_dir, tmp_path / "a", style_files[:2], "--alpha", "0.3",
+                          "--max-steps", "2", "--savename", "m"))
+    train.main(train_args(dataset_dir, tmp_path / "b", style_files[:2], "--style-weights", "0.3,0.7",
+                          "--max-steps", "2", "--savename", "m"))
+    assert_same_weights(trained_state(tmp_path / "a/models/m.pth"), trained_state(tmp_path / "b/models/m.pth"),
+                        atol=0)
+
+
+def test_alt_switches_style_every_n_steps_and_cycles():
+    weights = [train.weights_for_step(step, [0.2, 0.3, 0.5], alt=2) for step in range(7)]
+    assert weights == [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1], [1, 0, 0]]
+    assert train.weights_for_step(5, [0.2, 0.8], alt=None) == [0.2, 0.8]
+
+
+def test_alt_run_starts_on_the_first_style_alone(tmp_path, dataset_dir, style_files):
+    train.main(train_args(dataset_dir, tmp_path / "alt", style_files, "--alt", "1", "--max-steps", "2",
+                          "--savename", "m"))
+    train.main(train_args(dataset_dir, tmp_path / "one", style_files, "--style-weights", "1,0,0",
+                          "--max-steps", "2", "--savename", "m"))
+    with open(tmp_path / "alt/logs/m.csv") as alt_file, open(tmp_path / "one/logs/m.csv") as one_file:
+        alt_rows, one_rows = list(csv.DictReader(alt_file)), list(csv.DictReader(one_file))
+    assert alt_rows[0]["style"] == one_rows[0]["style"]  # step 0: style 1 only, in both runs
+    assert alt_rows[1]["style"] != one_rows[1]["style"]  # step 1: style 2 only in the alt run
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, dataset_dir, style_files):
+    # 6 images, batch 2: 3 steps an epoch, so the checkpoint at step 4 sits mid-epoch.
+    common = ("--max-steps", "6", "--epochs", "3", "--checkpoint-interval", "4", "--savename", "m")
+    train.main(train_args(dataset_dir, tmp_path / "full", style_files[:2], *common))
+    train.main(train_args(dataset_dir, tmp_path / "part", style_files[:2], *common[:-2], "--savename", "m",
+                          "--max-steps", "4"))
+    checkpoint = tmp_path / "part/checkpoints/m_step0000004.pth"
+    train.main(train_args(dataset_dir, tmp_path / "part", style_files[:2], *common, "--resume", str(checkpoint)))
+    assert_same_weights(trained_state(tmp_path / "full/models/m.pth"), trained_state(tmp_path / "part/models/m.pth"))
+    with open(tmp_path / "part/logs/m.csv") as file:
+        assert [int(r["step"]) for r in csv.DictReader(file)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_unreadable_image_is_skipped_with_a_warning(tmp_path, dataset_dir, style_files, capsys):
+    (dataset_dir / "broken.jpg").write_bytes(b"not a jpeg")
+    train.main(train_args(dataset_dir, tmp_path, style_files[:1], "--max-steps", "1"))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "broken.jpg" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning:")
+
+
+def test_help_explains_every_flag_with_its_default(tmp_path):
+    result = run_script("train.py", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for flag in ["--datapath", "--stylepath", "--save-dir", "--savename", "--content-weight", "--style-weight",
+                 "--checkpoint-interval", "--checkpoint-dir", "--log-interval", "--log-dir", "--epochs",
+                 "--learning-rate", "--batch-size", "--image-size", "--style-size", "--alpha", "--alt",
+                 "--style-weights", "--tv-weight", "--seed", "--device", "--max-steps", "--resume", "--workers",
+                 "--vgg-weights"]:
+        assert flag in result.stdout
+    assert "default: 100000.0" in result.stdout and "default: 10000000000.0" in result.stdout
+
+
+@pytest.mark.parametrize("case", ["missing dataset", "empty dataset", "missing style", "weight count",
+                                  "negative weight", "zero weights", "bad vgg path", "zero batch"])
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, dataset_dir, style_files, case):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    styles = ",".join(map(str, style_files[:2]))
+    args = {"datapath": dataset_dir, "stylepath": styles, "extra": []}
+    expected = {
+        "missing dataset": ("--datapath", "no such folder"),
+        "empty dataset": ("--datapath", "no readable image"),
+        "missing style": ("--stylepath", "no such file"),
+        "weight count": ("--style-weights", "3 weights given for 2"),
+        "negative weight": ("--style-weights", "non-negative"),
+        "zero weights": ("--style-weights", "all zero"),
+        "bad vgg path": ("--vgg-weights", "no such file"),
+        "zero batch": ("--batch-size",),
+    }[case]
+    if case == "missing dataset":
+        args["datapath"] = tmp_path / "nowhere"
+    elif case == "empty dataset":
+        args["datapath"] = empty
+    elif case == "missing style":
+        args["stylepath"] = f"{style_files[0]},{tmp_path / 'missing.jpg'}"
+    elif case == "weight count":
+        args["extra"] = ["--style-weights", "1,2,3"]
+    elif case == "negative weight":
+        args["extra"] = ["--style-weights", "1,-1"]
+    elif case == "zero weights":
+        args["extra"] = ["--style-weights", "0,0"]
+    elif case == "bad vgg path":
+        args["extra"] = ["--vgg-weights", str(tmp_path / "vgg.pth")]
+    elif case == "zero batch":
+        args["extra"] = ["--batch-size", "0"]
+    out = tmp_path / "out"
+    out.mkdir()
+    command = ["--datapath", args["datapath"], "--stylepath", args["stylepath"], "--vgg-weights", "random",
+               "--max-steps", "1", "--image-size", "32", *args["extra"]]
+    if case == "bad vgg path":
+        command.remove("random")
+        command.remove("--vgg-weights")
+    result = run_script("train.py", *command, cwd=out)
+    if case == "zero batch":  # argparse's own usage error
+        assert result.returncode == 2 and "Traceback" not in result.stderr and "--batch-size" in result.stderr
+    else:
+        assert_clean_failure(result, *expected)
+    assert files_under(out) == set()

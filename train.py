@@ -1,0 +1,107 @@
+"""Train one transformer network against the weighted style losses of N style images (Johnson et al.).
+
+    python train.py --datapath coco/ --stylepath mosaic.jpg,candy.jpg --style-weights 0.7,0.3
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+
+import utils
+from transformer_net import TransformerNet
+from vgg import content_loss, gram_matrix, load_vgg16, style_loss, total_variation
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stylepath", required=True,
+                        help="style image, or several separated by commas (a,b,c)")
+    parser.add_argument("--style-weights", default=None, metavar="W1,W2,...",
+                        help="one non-negative weight per style, normalised to sum 1 (default: equal)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="two styles only: weights alpha and 1-alpha (the original flag)")
+    parser.add_argument("--alt", type=utils.positive_int, default=None, metavar="N",
+                        help="train against one style at a time, switching every N steps and cycling "
+                             "through all styles (default: all styles at every step)")
+    parser.add_argument("--style-size", type=utils.positive_int, default=None,
+                        help="scale each style image's shorter side to this many pixels (default: as is)")
+    parser.add_argument("--content-weight", type=float, default=1e5, help="content loss weight (default: %(default)s)")
+    parser.add_argument("--style-weight", type=float, default=1e10, help="style loss weight (default: %(default)s)")
+    parser.add_argument("--tv-weight", type=float, default=0.0,
+                        help="total-variation (smoothness) loss weight (default: %(default)s)")
+    utils.add_training_args(parser)
+    return parser
+
+
+def style_paths(text: str) -> list[Path]:
+    """Split `a.jpg,b.jpg`; a single existing path that contains commas is kept whole."""
+    parts = [text] if Path(text).is_file() else [p for p in text.split(",") if p]
+    return [utils.require_file(p, "--stylepath") for p in parts]
+
+
+def style_weights_from_args(args: argparse.Namespace, count: int) -> list[float]:
+    if args.alpha is None:
+        return utils.parse_weights(args.style_weights, count, "--style-weights")
+    if args.style_weights is not None:
+        raise utils.UserError("give either --alpha or --style-weights, not both")
+    if count != 2 or not 0 <= args.alpha <= 1:
+        raise utils.UserError(f"--alpha needs exactly two styles and a value in [0, 1] (got {count} styles, "
+                              f"alpha {args.alpha})")
+    return utils.parse_weights(f"{args.alpha},{1 - args.alpha}", count, "--alpha")
+
+
+def weights_for_step(step: int, style_weights: list[float], alt: int | None) -> list[float]:
+    """The style weights in force at `step`: all of them, or with --alt one style at a time."""
+    if alt is None:
+        return style_weights
+    active = (step // alt) % len(style_weights)
+    return [1.0 if i == active else 0.0 for i in range(len(style_weights))]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    paths = style_paths(args.stylepath)
+    style_weights = style_weights_from_args(args, len(paths))
+    style_images = [utils.load_rgb(p, args.style_size) for p in paths]
+    args.savename = args.savename or "+".join(p.stem for p in paths)
+    if not Path(args.savename).suffix:
+        args.savename += ".pth"
+    dataset = utils.ImageFolderDataset(args.datapath, args.image_size)
+    device = utils.choose_device(args.device)
+    vgg = load_vgg16(args.vgg_weights).to(device)
+
+    with torch.no_grad():
+        style_grams = [[gram_matrix(f) for f in vgg(utils.image_to_tensor(image).unsqueeze(0).to(device))]
+                       for image in style_images]
+
+    torch.manual_seed(args.seed)
+    model = TransformerNet()
+
+    def compute_losses(content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        stylised = model(content)
+        with torch.no_grad():
+            content_relu2_2 = vgg(content, depth=2)[1]
+        stylised_features = vgg(stylised)
+        weights = weights_for_step(step, style_weights, args.alt)
+        losses = {
+            "content": args.content_weight * content_loss(stylised_features, content_relu2_2),
+            "style": args.style_weight * style_loss(stylised_features, style_grams, weights),
+        }
+        if args.tv_weight:
+            losses["tv"] = args.tv_weight * total_variation(stylised)
+        losses["total"] = sum(losses.values())
+        return losses
+
+    provenance = {
+        "script": "train.py", "method": "loss", "command": utils.command_line("train.py", argv),
+        "styles": [{"path": str(p), "weight": w} for p, w in zip(paths, style_weights, strict=True)],
+        "alt": args.alt, "content_weight": args.content_weight, "style_weight": args.style_weight,
+        "tv_weight": args.tv_weight, "seed": args.seed,
+    }
+    model_path = utils.fit(model, compute_losses, dataset, args, device, provenance)
+    print(f"model saved to {model_path}")
+
+
+if __name__ == "__main__":
+    utils.run_main(main)

@@ -1,0 +1,539 @@
+"""Helpers shared by every script: errors, devices, image I/O, atomic files, model files and
+the training loop that train.py and distillation.py share."""
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageOps
+from tqdm import tqdm
+
+from transformer_net import TransformerNet
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+# ---------------------------------------------------------------- errors and entry points
+
+class UserError(Exception):
+    """A problem with the user's input: reported as one line, without a traceback."""
+
+
+def warn(message: str) -> None:
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a script's main(): user errors become one `error:` line and exit status 1."""
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def parse_weights(text: str | None, count: int, what: str) -> list[float]:
+    """Parse `w1,w2,...` into `count` non-negative weights summing to 1 (default: equal)."""
+    if text is None:
+        return [1.0 / count] * count
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise UserError(f"{what}: not a comma-separated list of numbers: {text!r}") from None
+    if len(weights) != count:
+        raise UserError(f"{what}: {len(weights)} weights given for {count} inputs")
+    if any(not np.isfinite(w) or w < 0 for w in weights):
+        raise UserError(f"{what}: weights must be finite and non-negative: {text}")
+    total = sum(weights)
+    if total == 0:
+        raise UserError(f"{what}: the weights are all zero")
+    return [w / total for w in weights]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"not an integer: {text}") from None
+    if value <= 0:
+        raise ValueError(f"must be > 0: {text}")
+    return value
+
+
+positive_int.__name__ = "positive integer"  # argparse names the type in its error message
+
+
+# ---------------------------------------------------------------- devices
+
+def choose_device(name: str = "auto") -> torch.device:
+    """`auto` prefers CUDA, then Apple's MPS, then the CPU; a named device must exist."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    elif name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (try --device cpu)")
+    elif name == "mps" and not has_mps:
+        raise UserError("--device mps: Apple's MPS backend is not available (try --device cpu)")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------- files
+
+def require_file(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what}: no such file: {path}")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(final_path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final_path`; rename it into place only on success."""
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{final_path.stem}.", suffix=final_path.suffix,
+                                     dir=final_path.parent)
+    os.close(fd)
+    temp_path = Path(temp_name)
+    try:
+        yield temp_path
+        os.replace(temp_path, final_path)
+    finally:
+        temp_path.unlink(missing_ok=True)
+
+
+def save_json(data: dict, path: str | Path) -> None:
+    with atomic_path(path) as temp:
+        temp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def torch_save(obj: object, path: str | Path) -> None:
+    with atomic_path(path) as temp:
+        torch.save(obj, temp)
+
+
+# ---------------------------------------------------------------- images
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Every file with an image extension below `folder`, recursively, in a stable order."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def load_rgb(path: str | Path, size: int | None = None) -> Image.Image:
+    """Open an image upright (EXIF orientation applied) as RGB; `size` scales its shorter side."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from None
+    if size is not None:
+        scale = size / min(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    return image
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """A PIL RGB image as a 3xHxW float tensor in 0-255."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1)
+
+
+def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
+    """A 3xHxW tensor in 0-255 (clamped and rounded) as a PIL RGB image."""
+    array = tensor.detach().float().clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, "RGB")
+
+
+# ---------------------------------------------------------------- model files
+
+def save_model(model: torch.nn.Module, path: str | Path, provenance: dict) -> None:
+    """Save a plain state_dict (the example's layout) and its provenance as JSON beside it."""
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch_save(state, path)
+    save_json(provenance, provenance_path(path))
+
+
+def provenance_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+# The original multi-style repo saved each tensor twice, under two module trees; either maps.
+_LEGACY_RENAMES = [
+    (r"conv1\.conv1\.", "conv1.conv2d."), (r"conv2\.conv1\.", "conv2.conv2d."),
+    (r"conv3\.conv1\.", "conv3.conv2d."), (r"conv4\.conv1\.", "deconv3.conv2d."),
+    (r"norm([1-5])\.", r"in\1."),
+    (r"res([1-5])\.ConvLayer([12])\.conv1\.", r"res\1.conv\2.conv2d."),
+    (r"res([1-5])\.norm([12])\.", r"res\1.in\2."),
+    (r"up([12])\.conv1\.", r"deconv\1.conv2d."),
+    (r"encoder\.0\.conv1\.", "conv1.conv2d."), (r"encoder\.3\.conv1\.", "conv2.conv2d."),
+    (r"encoder\.6\.conv1\.", "conv3.conv2d."), (r"encoder\.1\.", "in1."),
+    (r"encoder\.4\.", "in2."), (r"encoder\.7\.", "in3."),
+    (r"decoder\.0\.conv1\.", "deconv1.conv2d."), (r"decoder\.3\.conv1\.", "deconv2.conv2d."),
+    (r"decoder\.6\.conv1\.", "deconv3.conv2d."), (r"decoder\.1\.", "in4."), (r"decoder\.4\.", "in5."),
+]
+_LEGACY_RESIDUAL = re.compile(r"residual\.([0-4])\.(ConvLayer[12]\.conv1\.|norm[12]\.)(.+)")
+# Old releases of the example saved InstanceNorm running statistics that nothing uses.
+_UNUSED_KEY = re.compile(r"(^|\.)(running_mean|running_var|num_batches_tracked)$")
+
+
+def _canonical_name(key: str) -> str:
+    residual = _LEGACY_RESIDUAL.fullmatch(key)
+    if residual:
+        index, inner, rest = residual.groups()
+        key = f"res{int(index) + 1}.{inner}{rest}"
+    for pattern, replacement in _LEGACY_RENAMES:
+        renamed, count = re.subn(f"^{pattern}", replacement, key)
+        if count:
+            return renamed
+    return key
+
+
+def to_transformer_state(state: object) -> dict[str, torch.Tensor]:
+    """Our, the example's or the original repo's layout as our state_dict (fp32 tensors)."""
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a training checkpoint
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError("it holds no state_dict")
+    converted = {}
+    for key, tensor in state.items():
+        if _UNUSED_KEY.search(key):
+            continue
+        converted.setdefault(_canonical_name(key), tensor.float())
+    return converted
+
+
+def load_transformer(path: str | Path, device: torch.device | str = "cpu") -> TransformerNet:
+    """Load a TransformerNet in eval mode from any supported layout; never runs pickled code."""
+    path = require_file(path, "model")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = TransformerNet()
+        model.load_state_dict(to_transformer_state(state), strict=True)
+    except Exception as exc:  # unpickling, zip and key errors all mean "not a model of ours"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a TransformerNet model: {reason[:200]}") from None
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------- training (train.py, distillation.py)
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Every readable image below a folder, as RGB, shorter side scaled and centre-cropped."""
+
+    def __init__(self, root: str | Path, image_size: int):
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"--datapath: no such folder: {root}")
+        candidates = list_images(root)
+        self.paths = [p for p in tqdm(candidates, desc="checking images", unit="img",
+                                      disable=len(candidates) < 5000, leave=False) if _readable(p)]
+        if not self.paths:
+            raise UserError(f"--datapath: no readable image in {root} "
+                            f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        for offset in range(len(self.paths)):
+            path = self.paths[(index + offset) % len(self.paths)]
+            try:
+                return image_to_tensor(self._crop(load_rgb(path, self.image_size)))
+            except UserError as exc:  # a file that opened but fails to decode: use the next one
+                warn(f"skipping {exc}")
+        raise UserError("--datapath: no image could be decoded")
+
+    def _crop(self, image: Image.Image) -> Image.Image:
+        left = (image.width - self.image_size) // 2
+        top = (image.height - self.image_size) // 2
+        return image.crop((left, top, left + self.image_size, top + self.image_size))
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except Exception as exc:
+        warn(f"skipping unreadable image {path}: {exc}")
+        return False
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A fresh seeded shuffle per epoch that can start mid-epoch, so resumed runs see the same data."""
+
+    def __init__(self, size: int, seed: int, epoch: int, start: int = 0):
+        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator)[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The flags train.py and distillation.py share (the original scripts' names kept)."""
+    parser.add_argument("--datapath", required=True,
+                        help="folder of training photos, searched recursively (e.g. the COCO 2017 root)")
+    parser.add_argument("--save-dir", default="models", help="folder for the final model (default: %(default)s)")
+    parser.add_argument("--savename", default=None,
+                        help="file name of the final model (default: derived from the inputs, .pth)")
+    parser.add_argument("--epochs", type=positive_int, default=2, help="passes over the dataset (default: %(default)s)")
+    parser.add_argument("--max-steps", type=positive_int, default=None,
+                        help="stop after this many optimiser steps, e.g. for smoke runs (default: no limit)")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="images per step (default: %(default)s)")
+    parser.add_argument("--image-size", type=positive_int, default=256,
+                        help="training crops are this many pixels square (default: %(default)s)")
+    parser.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, default=1e-3,
+                        help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42, help="seed for weights and data order (default: %(default)s)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where to train; auto prefers CUDA, then MPS (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loading processes (default: 4 on CUDA, 0 otherwise)")
+    parser.add_argument("--vgg-weights", default="imagenet",
+                        help="loss network: imagenet, random (untrained, offline smoke runs) "
+                             "or PATH to a torchvision VGG16 state_dict (default: %(default)s)")
+    parser.add_argument("--log-dir", default="logs",
+                        help="folder for the CSV log, the loss plot and the params file (default: %(default)s)")
+    parser.add_argument("--log-interval", type=positive_int, default=50,
+                        help="steps between log rows and progress-bar updates (default: %(default)s)")
+    parser.add_argument("--checkpoint-dir", default="checkpoints",
+                        help="folder for resumable checkpoints (default: %(default)s)")
+    parser.add_argument("--checkpoint-interval", type=positive_int, default=2000,
+                        help="steps between checkpoints (default: %(default)s)")
+    parser.add_argument("--resume", default=None, metavar="CKPT",
+                        help="continue from a checkpoint written by this script (default: start fresh)")
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = require_file(path, "--resume")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"--resume: {path} is not a checkpoint ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(checkpoint, dict) or not {"model", "optimizer", "step"} <= checkpoint.keys():
+        raise UserError(f"--resume: {path} is not a training checkpoint of this suite")
+    return checkpoint
+
+
+def fit(model: torch.nn.Module, compute_losses: Callable[[torch.Tensor, int], dict[str, torch.Tensor]],
+        dataset: ImageFolderDataset, args: argparse.Namespace, device: torch.device,
+        provenance: dict) -> Path:
+    """The training loop both trainers share: Adam, progress, CSV log, checkpoints, resume, Ctrl-C.
+
+    `compute_losses(batch, step)` returns named loss terms, the one to minimise under "total".
+    The model goes to `save_dir/savename` with `provenance` (plus run facts) beside it;
+    `provenance` should name the command (see command_line).
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    steps_per_epoch = math.ceil(len(dataset) / args.batch_size)
+    total_steps = args.epochs * steps_per_epoch
+    if args.max_steps is not None:
+        total_steps = min(total_steps, args.max_steps)
+    step, elapsed = 0, 0.0
+    if args.resume:
+        checkpoint = load_checkpoint(args.resume)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        step, elapsed = checkpoint["step"], checkpoint.get("elapsed_s", 0.0)
+        torch.set_rng_state(checkpoint["torch_rng"])
+    model.to(device).train()
+    stem = Path(args.savename).stem
+    log = CsvLog(Path(args.log_dir) / f"{stem}.csv", keep_until=step)
+    workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+
+    def save_checkpoint() -> Path:
+        path = Path(args.checkpoint_dir) / f"{stem}_step{step:07d}.pth"
+        torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(), "args": vars(args)}, path)
+        return path
+
+    stop = StopRequest()
+    progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
+    sums: dict[str, torch.Tensor] = {}
+    started, interval_steps = time.perf_counter(), 0
+    with stop:
+        while step < total_steps and not stop.requested:
+            epoch, position = divmod(step, steps_per_epoch)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=args.batch_size, num_workers=workers, worker_init_fn=_ignore_sigint,
+                sampler=EpochSampler(len(dataset), args.seed, epoch, position * args.batch_size),
+                pin_memory=device.type == "cuda")
+            for batch in loader:
+                losses = compute_losses(batch.to(device, non_blocking=True), step)
+                optimizer.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                optimizer.step()
+                step += 1
+                interval_steps += 1
+                for name, value in losses.items():
+                    sums[name] = sums.get(name, 0) + value.detach()
+                progress.update(1)
+                if step % args.log_interval == 0 or step == total_steps:
+                    means = {name: (total / interval_steps).item() for name, total in sums.items()}
+                    log.write(step, elapsed + time.perf_counter() - started, means)
+                    progress.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+                    sums, interval_steps = {}, 0
+                if step % args.checkpoint_interval == 0:
+                    save_checkpoint()
+                if step >= total_steps or stop.requested:
+                    break
+    progress.close()
+    elapsed += time.perf_counter() - started
+    log_dir = Path(args.log_dir)
+    plot_losses(log.rows(), log_dir / f"{stem}_loss.png")
+    save_json({"args": vars(args), **provenance}, log_dir / f"{stem}_params.json")
+    if stop.requested:
+        path = save_checkpoint()
+        raise UserError(f"interrupted at step {step}/{total_steps}; checkpoint saved, continue with: "
+                        f"--resume {shlex.quote(str(path))}")
+    model_path = Path(args.save_dir) / args.savename
+    save_model(model, model_path, {
+        **provenance, "steps": step, "image_size": args.image_size, "batch_size": args.batch_size,
+        "vgg_weights": args.vgg_weights, "wall_time_s": round(elapsed, 1), "machine": machine_description(device),
+        "final_losses": log.last(),
+    })
+    return model_path
+
+
+class StopRequest:
+    """Turn the first Ctrl-C/SIGTERM into a flag checked between steps; a second one aborts."""
+
+    requested = False
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        warn("stopping after this step (press Ctrl-C again to abort without a checkpoint)")
+
+    def __enter__(self):
+        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class CsvLog:
+    """Loss rows appended as they come; on resume, rows past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, keep_until: int = 0):
+        self.path = path
+        self._rows: list[dict] = []
+        if keep_until and path.is_file():
+            with path.open(newline="") as file:
+                self._rows = [r for r in csv.DictReader(file) if int(r["step"]) <= keep_until]
+        self._fields: list[str] | None = list(self._rows[0]) if self._rows else None
+        self._rewrite()
+
+    def write(self, step: int, elapsed: float, losses: dict[str, float]) -> None:
+        row = {"step": step, "elapsed_s": f"{elapsed:.2f}", **{k: f"{v:.6g}" for k, v in losses.items()}}
+        self._rows.append(row)
+        if self._fields is None:
+            self._fields = list(row)
+            self._rewrite()
+        else:
+            with self.path.open("a", newline="") as file:
+                csv.DictWriter(file, self._fields).writerow(row)
+
+    def rows(self) -> list[dict]:
+        return self._rows
+
+    def last(self) -> dict:
+        return {k: float(v) for k, v in self._rows[-1].items()} if self._rows else {}
+
+    def _rewrite(self) -> None:
+        if self._fields is None:
+            return
+        with atomic_path(self.path) as temp, temp.open("w", newline="") as file:
+            writer = csv.DictWriter(file, self._fields)
+            writer.writeheader()
+            writer.writerows(self._rows)
+
+
+def plot_losses(rows: list[dict], path: Path, width: int = 900, height: int = 500) -> None:
+    """Draw each loss column against the step on a log scale, as a PNG (no plotting library)."""
+    names = [k for k in (rows[0] if rows else {}) if k not in ("step", "elapsed_s")]
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = 70, 20, width - 20, height - 40
+    draw.rectangle((left, top, right, bottom), outline="black")
+    points = {n: [(int(r["step"]), float(r[n])) for r in rows if float(r[n]) > 0] for n in names}
+    values = [math.log10(v) for series in points.values() for _, v in series]
+    if values:
+        steps = [s for series in points.values() for s, _ in series]
+        lo, hi = min(values), max(values) + 1e-9
+        first, last = min(steps), max(steps) + 1e-9
+        for i, name in enumerate(names):
+            xy = [(left + (s - first) / (last - first) * (right - left),
+                   bottom - (math.log10(v) - lo) / (hi - lo) * (bottom - top)) for s, v in points[name]]
+            colour = PLOT_COLOURS[i % len(PLOT_COLOURS)]
+            if len(xy) > 1:
+                draw.line(xy, fill=colour, width=2)
+            elif xy:
+                draw.ellipse((xy[0][0] - 3, xy[0][1] - 3, xy[0][0] + 3, xy[0][1] + 3), fill=colour)
+            draw.text((right - 150, top + 10 + 15 * i), name, fill=colour)
+        draw.text((5, top), f"{10 ** hi:.3g}", fill="black")
+        draw.text((5, bottom - 10), f"{10 ** lo:.3g}", fill="black")
+        draw.text((left, bottom + 8), f"step {first:.0f}", fill="black")
+        draw.text((right - 80, bottom + 8), f"step {last:.0f}", fill="black")
+    draw.text((width // 2 - 60, height - 20), "loss (log scale)", fill="black")
+    with atomic_path(path) as temp:
+        image.save(temp, format="PNG")
+
+
+PLOT_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that ran a script, quoted so it can be pasted back into a shell."""
+    argv = sys.argv[1:] if argv is None else argv
+    return " ".join(shlex.quote(str(a)) for a in ["python", script, *argv])
+
+
+def machine_description(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return f"{device.type}: {name}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"

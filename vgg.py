@@ -1,0 +1,134 @@
+"""The frozen VGG16 loss network and the perceptual losses built on it."""
+
+from collections import namedtuple
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import VGG16_Weights, vgg16
+
+from utils import UserError, warn
+
+VggOutputs = namedtuple("VggOutputs", ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+LAYER_ENDS = (4, 9, 16, 23)  # indices into vgg16().features just past each named ReLU
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RANDOM_SEED = 0
+
+
+class Vgg16Features(nn.Module):
+    """relu1_2, relu2_2, relu3_3 and relu4_3 of VGG16 for RGB batches in 0-255."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        layers = list(features.children())
+        starts = (0,) + LAYER_ENDS[:-1]
+        self.slices = nn.ModuleList(nn.Sequential(*layers[a:b]) for a, b in zip(starts, LAYER_ENDS, strict=True))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "Vgg16Features":
+        return super().train(False)  # frozen: always in eval mode
+
+    def forward(self, x: torch.Tensor, depth: int = 4) -> VggOutputs | list[torch.Tensor]:
+        """Features of a 0-255 batch; with depth < 4 only the first `depth` layers are computed."""
+        h = (x - self.mean) / self.std  # a new tensor: the caller's batch is never modified
+        outputs = []
+        for layer in self.slices[:depth]:
+            h = layer(h)
+            outputs.append(h)
+        return VggOutputs(*outputs) if depth == 4 else outputs
+
+
+def imagenet_cache_path() -> Path:
+    url = VGG16_Weights.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def load_vgg16(weights: str = "imagenet") -> Vgg16Features:
+    """Build the loss network from `imagenet`, `random` or a path to a torchvision state_dict."""
+    if weights == "random":
+        warn("--vgg-weights random: the loss network is untrained, so results will not be artistic")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            features = vgg16(weights=None).features
+        return Vgg16Features(features)
+    features = vgg16(weights=None).features
+    state = _imagenet_state() if weights == "imagenet" else _state_from_file(weights)
+    features.load_state_dict(_only_features(state, features.state_dict(), weights))
+    return Vgg16Features(features)
+
+
+def _imagenet_state() -> dict[str, torch.Tensor]:
+    try:
+        return torch.hub.load_state_dict_from_url(
+            VGG16_Weights.IMAGENET1K_V1.url, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any network or file failure ends in the same advice
+        raise UserError(
+            f"the ImageNet VGG16 weights are not in torchvision's cache ({imagenet_cache_path()}) "
+            f"and could not be downloaded ({type(exc).__name__}: {exc}). Either run once on a "
+            "machine with internet (the file is then reused offline; copy it to that path), or "
+            "pass --vgg-weights PATH to a local torchvision VGG16 state_dict, or --vgg-weights "
+            "random for an untrained loss network (smoke runs only)."
+        ) from None
+
+
+def _state_from_file(path: str) -> object:
+    if not Path(path).is_file():
+        raise UserError(f"--vgg-weights: no such file: {path} (use imagenet, random or a PATH)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--vgg-weights: cannot read {path} as a state_dict ({reason})") from None
+
+
+def _only_features(state: object, reference: dict[str, torch.Tensor],
+                   source: str) -> dict[str, torch.Tensor]:
+    """Accept a full VGG16 state_dict, its `features.*` part, or that part without the prefix."""
+    if not isinstance(state, dict):
+        raise UserError(f"--vgg-weights: {source} does not hold a state_dict")
+    features = {}
+    for key, tensor in state.items():
+        name = key.removeprefix("features.") if isinstance(key, str) else key
+        if name in reference:
+            features[name] = tensor
+    missing = [k for k in reference if k not in features]
+    wrong = [k for k in features if features[k].shape != reference[k].shape]
+    if missing or wrong:
+        problem = f"missing {missing[0]}" if missing else f"wrong shape for {wrong[0]}"
+        raise UserError(f"--vgg-weights: {source} is not a VGG16 state_dict ({problem})")
+    return features
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Channel correlations, normalised by C*H*W so layers and image sizes weigh alike."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return flat.bmm(flat.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(output_features: VggOutputs, content_relu2_2: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(output_features.relu2_2, content_relu2_2)
+
+
+def style_loss(output_features: VggOutputs, style_grams: list[list[torch.Tensor]],
+               style_weights: list[float]) -> torch.Tensor:
+    """Σ_s w_s Σ_layers MSE(G(ŷ), G(style_s)); each style's Grams have batch size 1."""
+    output_grams = [gram_matrix(f) for f in output_features]
+    total = output_grams[0].new_zeros(())
+    for grams, weight in zip(style_grams, style_weights, strict=True):
+        if weight == 0:
+            continue
+        for output_gram, gram in zip(output_grams, grams, strict=True):
+            total = total + weight * F.mse_loss(output_gram, gram.expand_as(output_gram))
+    return total
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels (smoothness prior)."""
+    return ((images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+            + (images[..., :, 1:] - images[..., :, :-1]).abs().mean())
