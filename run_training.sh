@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Train a two-style network on COCO 2017 (as the original repo's script did), or distil trained
+# models into one. Every variable below can be overridden from the environment, e.g.
+#   DATAPATH=~/data/coco STYLES="images/style-images/mosaic.png,images/style-images/strokes.png" bash run_training.sh
+#   METHOD=distill TEACHERS="models/a.pth,models/b.pth" bash run_training.sh
+# Extra arguments are passed on to the Python script (e.g. --max-steps 3 --vgg-weights random).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+METHOD="${METHOD:-loss}"                      # loss (train.py) or distill (distillation.py)
+DATAPATH="${DATAPATH:-data/coco2017}"         # COCO root (train2017/ ...) or any folder of photos
+STYLES="${STYLES:-images/style-images/stained-glass.png,images/style-images/brush-strokes.png}"
+STYLE_WEIGHTS="${STYLE_WEIGHTS:-0.5,0.5}"     # one weight per style, normalised to sum 1
+TEACHERS="${TEACHERS:-models/stained-glass.pth,models/brush-strokes.pth}"
+TEACHER_WEIGHTS="${TEACHER_WEIGHTS:-0.5,0.5}"
+SAVE_DIR="${SAVE_DIR:-models}"
+SAVENAME="${SAVENAME:-}"                      # empty: named after the styles or teachers
+EPOCHS="${EPOCHS:-2}"
+BATCH_SIZE="${BATCH_SIZE:-4}"
+IMAGE_SIZE="${IMAGE_SIZE:-256}"
+VGG_WEIGHTS="${VGG_WEIGHTS:-imagenet}"        # imagenet, random (smoke runs) or a local .pth
+DEVICE="${DEVICE:-auto}"
+
+source ./setup_env.sh
+
+common=(--datapath "$DATAPATH" --save-dir "$SAVE_DIR" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE"
+        --image-size "$IMAGE_SIZE" --vgg-weights "$VGG_WEIGHTS" --device "$DEVICE")
+if [ -n "$SAVENAME" ]; then common+=(--savename "$SAVENAME"); fi
+
+case "$METHOD" in
+    loss)    exec "$PYTHON" train.py --stylepath "$STYLES" --style-weights "$STYLE_WEIGHTS" "${common[@]}" "$@" ;;
+    distill) exec "$PYTHON" distillation.py --teachers "$TEACHERS" --teacher-weights "$TEACHER_WEIGHTS" \
+                  "${common[@]}" "$@" ;;
+    *)       echo "error: METHOD must be loss or distill, not '$METHOD'" >&2; exit 2 ;;
+esac

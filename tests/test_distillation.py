@@ -1,0 +1,138 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import assert_clean_failure, files_under, run_script, write_noise_image
+
+import distillation
+import utils
+from transformer_net import TransformerNet
+
+
+def save_random_model(path: Path, seed: int, colour: tuple[float, float, float]) -> Path:
+    """A random network whose output is shifted towards `colour`, as trained style models differ."""
+    torch.manual_seed(seed)
+    model = TransformerNet()
+    with torch.no_grad():
+        model.deconv3.conv2d.bias.copy_(torch.tensor(colour))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def teachers(tmp_path) -> list[Path]:
+    colours = [(220.0, 60.0, 40.0), (30.0, 90.0, 210.0)]
+    return [save_random_model(tmp_path / "teachers" / f"teacher {i}.pth", 10 + i, c) for i, c in enumerate(colours)]
+
+
+@pytest.fixture
+def fixed_batch_dir(tmp_path) -> Path:
+    """Two photos and batch size 2: every step sees the same batch."""
+    for i in range(2):
+        write_noise_image(tmp_path / "fixed" / f"{i}.png", 32, 32, seed=i)
+    return tmp_path / "fixed"
+
+
+def distil_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--datapath", str(data), "--vgg-weights", "random", "--image-size", "32", "--batch-size", "2",
+            "--device", "cpu", "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
+            "--checkpoint-dir", str(out / "checkpoints"), "--log-interval", "1", "--savename", "student", *extra]
+
+
+def csv_totals(path: Path) -> list[float]:
+    with open(path) as file:
+        return [float(row["total"]) for row in csv.DictReader(file)]
+
+
+def student_distances(out: Path, data: Path, teachers: list[Path]) -> list[float]:
+    student = utils.load_transformer(out / "models" / "student.pth")
+    images = torch.stack([utils.image_to_tensor(utils.load_rgb(p)) for p in sorted(data.iterdir())])
+    with torch.no_grad():
+        result = student(images)
+        return [(result - utils.load_transformer(t)(images)).pow(2).mean().item() for t in teachers]
+
+
+def test_loss_falls_on_a_fixed_batch(tmp_path, fixed_batch_dir, teachers):
+    distillation.main(distil_args(fixed_batch_dir, tmp_path, "--teachers", ",".join(map(str, teachers)),
+                                  "--max-steps", "30", "--epochs", "30", "--lr", "1e-2"))
+    totals = csv_totals(tmp_path / "logs" / "student.csv")
+    assert len(totals) == 30
+    assert totals[-1] < 0.5 * totals[0]
+
+
+@pytest.mark.parametrize("weights,closer", [("1,0", 0), ("0,1", 1)])
+def test_teacher_weights_decide_which_teacher_the_student_imitates(tmp_path, fixed_batch_dir, teachers,
+                                                                   weights, closer):
+    distillation.main(distil_args(fixed_batch_dir, tmp_path, "--teachers", ",".join(map(str, teachers)),
+                                  "--teacher-weights", weights, "--max-steps", "30", "--epochs", "30",
+                                  "--lr", "1e-2", "--pixel-weight", "1"))
+    distances = student_distances(tmp_path, fixed_batch_dir, teachers)
+    assert distances[closer] < 0.5 * distances[1 - closer]
+
+
+def test_model1_model2_equal_teachers(tmp_path, dataset_dir, teachers):
+    distillation.main(distil_args(dataset_dir, tmp_path / "a", "--model1", str(teachers[0]),
+                                  "--model2", str(teachers[1]), "--max-steps", "2"))
+    distillation.main(distil_args(dataset_dir, tmp_path / "b", "--teachers", ",".join(map(str, teachers)),
+                                  "--max-steps", "2"))
+    a = torch.load(tmp_path / "a/models/student.pth", weights_only=True)
+    b = torch.load(tmp_path / "b/models/student.pth", weights_only=True)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, dataset_dir, teachers):
+    common = ["--teachers", ",".join(map(str, teachers)), "--epochs", "3", "--checkpoint-interval", "2"]
+    distillation.main(distil_args(dataset_dir, tmp_path / "full", *common, "--max-steps", "5"))
+    distillation.main(distil_args(dataset_dir, tmp_path / "part", *common, "--max-steps", "2"))
+    checkpoint = tmp_path / "part/checkpoints/student_step0000002.pth"
+    distillation.main(distil_args(dataset_dir, tmp_path / "part", *common, "--max-steps", "5",
+                                  "--resume", str(checkpoint)))
+    full = torch.load(tmp_path / "full/models/student.pth", weights_only=True)
+    part = torch.load(tmp_path / "part/models/student.pth", weights_only=True)
+    for key in full:
+        torch.testing.assert_close(full[key], part[key], atol=1e-5, rtol=0, msg=key)
+
+
+def test_provenance_names_the_teachers_and_their_own_provenance(tmp_path, dataset_dir, teachers):
+    utils.save_json({"script": "train.py", "styles": [{"path": "mosaic.jpg", "weight": 1.0}]},
+                    utils.provenance_path(teachers[0]))
+    distillation.main(distil_args(dataset_dir, tmp_path, "--teachers", ",".join(map(str, teachers)),
+                                  "--teacher-weights", "3,1", "--max-steps", "1", "--init-from", str(teachers[0])))
+    provenance = json.loads((tmp_path / "models" / "student.json").read_text())
+    assert [t["weight"] for t in provenance["teachers"]] == [0.75, 0.25]
+    assert provenance["teachers"][0]["provenance"]["styles"][0]["path"] == "mosaic.jpg"
+    assert provenance["teachers"][1]["provenance"] is None
+    assert provenance["init_from"] == str(teachers[0])
+    assert provenance["command"].startswith("python distillation.py")
+
+
+def test_init_from_starts_the_student_at_that_model(tmp_path, fixed_batch_dir, teachers):
+    """With a zero learning rate the student stays exactly the model it started from."""
+    distillation.main(distil_args(fixed_batch_dir, tmp_path, "--teachers", str(teachers[1]),
+                                  "--init-from", str(teachers[0]), "--max-steps", "1", "--lr", "0"))
+    student = torch.load(tmp_path / "models/student.pth", weights_only=True)
+    start = torch.load(teachers[0], weights_only=True)
+    assert all(torch.equal(student[k], start[k]) for k in start)
+
+
+@pytest.mark.parametrize("case", ["missing teacher", "not a model", "weight count", "no teachers"])
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, dataset_dir, teachers, case):
+    not_a_model = tmp_path / "notes.pth"
+    not_a_model.write_text("just text")
+    listed = ",".join(map(str, teachers))
+    extra, expected = {
+        "missing teacher": (["--teachers", f"{teachers[0]},{tmp_path / 'gone.pth'}"], ("--teachers", "gone.pth")),
+        "not a model": (["--teachers", f"{teachers[0]},{not_a_model}"], ("notes.pth", "not a TransformerNet")),
+        "weight count": (["--teachers", listed, "--teacher-weights", "1,2,3"], ("--teacher-weights", "3 weights")),
+        "no teachers": ([], ("--teachers",)),
+    }[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_script("distillation.py", "--datapath", dataset_dir, "--vgg-weights", "random",
+                        "--max-steps", "1", *extra, cwd=out)
+    assert_clean_failure(result, *expected)
+    assert files_under(out) == set()
