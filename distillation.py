@@ -3,7 +3,8 @@
 The student regresses onto the frozen teachers' outputs in VGG16 feature space (relu1_2 ... relu4_3),
 optionally also in pixel space:
 
-    loss = Σ_t w_t Σ_layers MSE(VGG(student(x)), VGG(teacher_t(x)))  +  pixel_weight Σ_t w_t MSE(student(x), teacher_t(x))
+    loss = Σ_t w_t Σ_layers MSE(VGG(student(x)), VGG(teacher_t(x)))
+         + pixel_weight Σ_t w_t MSE(student(x), teacher_t(x))
 
     python distillation.py --datapath coco/ --teachers mosaic.pth,candy.pth --teacher-weights 0.5,0.5
 """

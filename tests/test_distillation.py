@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_clean_failure, files_under, run_script, write_noise_image
 
 import distillation
 import utils
+from conftest import assert_clean_failure, files_under, run_script, write_noise_image
 from transformer_net import TransformerNet
 
 
