@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import pickle
 import platform
 import re
 import shlex
@@ -14,6 +15,7 @@ import signal
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -202,6 +204,7 @@ _UNUSED_KEY = re.compile(r"(^|\.)(running_mean|running_var|num_batches_tracked)$
 
 
 def _canonical_name(key: str) -> str:
+    key = key.removeprefix("module.")  # saved from a DataParallel wrapper
     residual = _LEGACY_RESIDUAL.fullmatch(key)
     if residual:
         index, inner, rest = residual.groups()
@@ -230,14 +233,52 @@ def to_transformer_state(state: object) -> dict[str, torch.Tensor]:
 def load_transformer(path: str | Path, device: torch.device | str = "cpu") -> TransformerNet:
     """Load a TransformerNet in eval mode from any supported layout; never runs pickled code."""
     path = require_file(path, "model")
+    model = TransformerNet()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model = TransformerNet()
-        model.load_state_dict(to_transformer_state(state), strict=True)
-    except Exception as exc:  # unpickling, zip and key errors all mean "not a model of ours"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a TransformerNet model: {reason[:200]}") from None
+        state = to_transformer_state(_load_weights(path))
+        _check_state(state, model.state_dict())
+    except ValueError as exc:
+        raise UserError(f"{path} is not a TransformerNet model: {exc}") from None
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def _load_weights(path: Path) -> object:
+    """torch.load with weights_only=True, its many failure messages turned into one short reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4 in the checkpoint"
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise ValueError("it holds pickled objects other than tensors, which are refused "
+                             "(nothing in it was run)") from None
+        raise ValueError(f"not a file written by torch.save ({_first_line(exc)})") from None
+    except Exception as exc:
+        if "zip archive" in str(exc) or isinstance(exc, EOFError):
+            raise ValueError("the file is truncated or corrupt") from None
+        detail = "" if isinstance(exc, KeyError) else f" ({type(exc).__name__}: {_first_line(exc)})"
+        raise ValueError(f"not a file written by torch.save{detail}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+def _check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} of its {len(expected)} weights are missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unknown entries (e.g. {unexpected[0]})")
+        raise ValueError(", ".join(parts))
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise ValueError(f"{key} has shape {list(state[key].shape)}, expected {list(tensor.shape)}")
 
 
 # ---------------------------------------------------------------- training (train.py, distillation.py)
