@@ -9,16 +9,23 @@ import math
 import os
 import pickle
 import platform
+import queue
 import re
 import shlex
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
@@ -578,3 +585,388 @@ def _cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
+
+
+# ---------------------------------------------------------------- rendering (render_image.py, render_video.py)
+
+PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_LUMA = (0.299, 0.587, 0.114)  # Y of BT.601 / JPEG YCbCr
+_NO_ALPHA_FORMATS = {"JPEG", "BMP", "PPM"}
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi"}
+X264_PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"not a number: {text}") from None
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise ValueError(f"must be from 0 to 1: {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"must be > 0: {text}")
+    return value
+
+
+unit_float.__name__ = "number from 0 to 1"  # argparse names the type in its error message
+positive_float.__name__ = "positive number"
+
+
+def add_render_args(parser: argparse.ArgumentParser) -> None:
+    """The flags render_image.py and render_video.py share."""
+    parser.add_argument("--preserve-color", "--preserve-colour", action="store_true",
+                        help="keep the content's colours: the stylised brightness with the content's chroma")
+    parser.add_argument("--strength", type=unit_float, default=1.0,
+                        help="how much style: 1 = fully stylised, 0 = the content unchanged, in between a "
+                             "blend of the two (default: %(default)s)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where to run the network; auto prefers CUDA, then MPS (default: %(default)s)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="the network's arithmetic; bf16 and fp16 use autocast; auto = fp16 on CUDA, "
+                             "fp32 on CPU and MPS (default: %(default)s)")
+
+
+def choose_precision(name: str, device: torch.device) -> str:
+    """`auto` as the fastest precision that keeps the quality on `device`; a named one must work there."""
+    if name == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if name == "fp32":
+        return name
+    if device.type == "cuda" and name == "bf16" and not torch.cuda.is_bf16_supported():
+        raise UserError("--precision bf16: this GPU has no bfloat16 support (use fp16 or fp32)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # older releases only warn that they disable autocast
+            torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[name])
+    except Exception:
+        raise UserError(f"--precision {name} is not supported on {device.type} by torch {torch.__version__} "
+                        "(use fp32)") from None
+    return name
+
+
+def stylize(model: TransformerNet, batch: torch.Tensor, precision: str = "fp32", preserve_color: bool = False,
+            strength: float = 1.0) -> torch.Tensor:
+    """Stylise an Nx3xHxW batch in 0-255 (fp32, on the model's device); the result is fp32 in 0-255.
+
+    `precision` is a choose_precision() result. With `preserve_color` the stylised luminance
+    goes onto the content's chroma; `strength` < 1 then blends towards the content.
+    """
+    autocast = (contextlib.nullcontext() if precision == "fp32"
+                else torch.autocast(batch.device.type, dtype=_AUTOCAST_DTYPES[precision]))
+    try:
+        with torch.inference_mode():
+            with autocast:
+                stylised = model(batch)
+            stylised = stylised.float().clamp(0, 255)
+            if preserve_color:
+                stylised = (batch + (_luminance(stylised) - _luminance(batch))).clamp(0, 255)
+            return stylised if strength == 1 else torch.lerp(batch, stylised, strength)
+    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one too
+        if "out of memory" not in str(exc):
+            raise
+        height, width = batch.shape[-2:]
+        raise UserError(f"out of memory on {batch.device} stylising {len(batch)} x {width}x{height} pixels: "
+                        "render smaller (--max-size, --scale, --resize), use --batch-size 1 or --device cpu") from None
+
+
+def _luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """Y of YCbCr. Adding a value to R, G and B alike changes Y by that value and leaves Cb and Cr."""
+    red, green, blue = rgb.unbind(1)
+    return (_LUMA[0] * red + _LUMA[1] * green + _LUMA[2] * blue).unsqueeze(1)
+
+
+# ------------------------------- images
+
+@dataclass
+class Picture:
+    """An image to stylise, upright: its RGB pixels, and what is needed to give the result the input's kind."""
+
+    rgb: Image.Image
+    alpha: Image.Image | None = None
+    grayscale: bool = False
+    icc_profile: bytes | None = None
+
+    def resized(self, size: tuple[int, int]) -> "Picture":
+        if size == self.rgb.size:
+            return self
+        alpha = self.alpha.resize(size, Image.Resampling.LANCZOS) if self.alpha else None
+        return Picture(self.rgb.resize(size, Image.Resampling.LANCZOS), alpha, self.grayscale, self.icc_profile)
+
+    def with_pixels(self, rgb: Image.Image) -> Image.Image:
+        """`rgb` (e.g. the stylised pixels) as the input's kind: grayscale stays gray, alpha comes back."""
+        image = rgb.convert("L") if self.grayscale else rgb
+        if self.alpha is not None:
+            image.putalpha(self.alpha)
+        if self.icc_profile:
+            image.info["icc_profile"] = self.icc_profile
+        return image
+
+
+def open_picture(path: str | Path) -> Picture:
+    """Open any image Pillow reads, upright (EXIF orientation applied); 16-bit becomes 8-bit."""
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from None
+    icc_profile = image.info.get("icc_profile")
+    if image.mode.startswith("I") or image.mode == "F":  # 16-bit gray (I;16*, or I from older Pillow)
+        scale = 1 if image.mode == "F" else 257
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / scale).round().clip(0, 255).astype(np.uint8))
+    grayscale = image.mode in ("1", "L", "LA", "La")
+    if "transparency" in image.info or image.mode in ("PA", "RGBa", "La"):
+        image = image.convert("RGBA")  # palette or single-colour transparency as an alpha channel
+    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
+    return Picture(image.convert("RGB"), alpha, grayscale, icc_profile)
+
+
+def image_format(path: str | Path) -> str:
+    """The Pillow format that writes `path`, from its extension."""
+    suffix = Path(path).suffix.lower()
+    name = Image.registered_extensions().get(suffix)
+    if name not in Image.SAVE:
+        raise UserError(f"{path}: cannot write images with the extension {suffix or '(none)'!r} "
+                        "(use e.g. .png, .jpg or .webp)")
+    return name
+
+
+def save_image(image: Image.Image, path: str | Path) -> None:
+    """Write atomically in the format the extension names (JPEG at quality 95)."""
+    file_format = image_format(path)
+    if file_format in _NO_ALPHA_FORMATS and image.mode in ("LA", "RGBA"):
+        warn(f"{Path(path).name}: {file_format} has no transparency, the alpha channel is dropped")
+        image = image.convert(image.mode[:-1])
+    options = {"quality": 95} if file_format in ("JPEG", "WEBP") else {}
+    if image.info.get("icc_profile"):
+        options["icc_profile"] = image.info["icc_profile"]
+    try:
+        with atomic_path(path) as temp:
+            image.save(temp, format=file_format, **options)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# ------------------------------- videos
+
+def find_ffmpeg() -> str | None:
+    """The ffmpeg binary inside the imageio-ffmpeg wheel, else one on the PATH, else None."""
+    try:
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        return shutil.which("ffmpeg")
+
+
+@dataclass
+class VideoInfo:
+    width: int  # of the frames as OpenCV decodes them (upright)
+    height: int
+    fps: Fraction
+    frames: int | None  # the container's count, an estimate; None if unknown
+    audio: str | None  # the first audio stream's codec; None without audio (or without ffmpeg)
+
+
+def probe_video(path: Path, ffmpeg: str | None) -> VideoInfo:
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # we report unreadable files ourselves
+    capture = cv2.VideoCapture(str(path))
+    try:
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+        if not ok:
+            raise UserError(f"cannot read video {path}: OpenCV cannot decode it (not a video, or damaged)")
+        cv_fps, frames = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    text = ""
+    if ffmpeg:  # `ffmpeg -i` describes the streams on stderr (and fails for want of an output)
+        text = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, text=True,
+                              errors="replace", stdin=subprocess.DEVNULL).stderr
+    audio = re.search(r"Stream #\S+.*?: Audio: (\w+)", text)
+    listed_fps = re.search(r"Stream #\S+.*?: Video: .*?([\d.]+) (?:fps|tbr)", text)
+    return VideoInfo(frame.shape[1], frame.shape[0],
+                     _frame_rate([cv_fps, float(listed_fps.group(1)) if listed_fps else 0.0]),
+                     frames if frames > 0 else None, audio.group(1) if audio else None)
+
+
+def _frame_rate(candidates: list[float]) -> Fraction:
+    """The first plausible rate as an exact fraction: 29.97002997 is 30000/1001, not 2997/100."""
+    for value in candidates:
+        if math.isfinite(value) and 0 < value <= 1000:
+            rate = Fraction(value).limit_denominator(1001)
+            return rate if abs(rate - value) < 1e-6 * value else Fraction(value).limit_denominator(1_000_000)
+    warn("the video does not say its frame rate: assuming 30 fps")
+    return Fraction(30)
+
+
+def audio_codec(ffmpeg: str, source: Path, suffix: str) -> str:
+    """`copy` if ffmpeg can copy the source's audio into a `suffix` file as it is, else `aac`."""
+    with tempfile.TemporaryDirectory() as folder:
+        trial = subprocess.run([ffmpeg, "-v", "error", "-i", str(source), "-map", "0:a", "-c:a", "copy", "-t", "0.5",
+                                "-y", str(Path(folder) / f"trial{suffix}")], capture_output=True,
+                               stdin=subprocess.DEVNULL)
+    return "copy" if trial.returncode == 0 else "aac"
+
+
+class FrameReader:
+    """Decode a video with OpenCV in a background thread: RGB uint8 HxWx3 frames, resized to `size`
+    (width, height). A bounded queue keeps only a few frames in memory."""
+
+    def __init__(self, path: Path, size: tuple[int, int], queue_size: int = 16):
+        self._capture = cv2.VideoCapture(str(path))
+        self._size = size
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, frame = self._capture.read()
+                if not ok:
+                    break
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                if (frame.shape[1], frame.shape[0]) != self._size:
+                    shrink = self._size[0] * self._size[1] < frame.shape[0] * frame.shape[1]
+                    frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+                self._put(frame)
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._capture.release()
+            self._put(None)
+
+    def _put(self, item: np.ndarray | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while (frame := self._queue.get()) is not None:
+            yield frame
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class VideoWriter:
+    """Encode RGB uint8 NxHxWx3 batches in a background thread: H.264 (yuv420p) by piping raw frames
+    to ffmpeg, with the audio of `audio_from` muxed in; without ffmpeg, OpenCV's mp4v writer, no audio.
+
+    yuv420p needs even sides: an odd height or width gets its last row or column repeated once.
+    """
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, ffmpeg: str | None, crf: int = 18,
+                 preset: str = "medium", audio_from: Path | None = None, audio_codec: str = "copy",
+                 queue_size: int = 4):
+        width, height = size
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: Exception | None = None
+        self._aborted = False
+        self._process: subprocess.Popen | None = None
+        self._opencv: cv2.VideoWriter | None = None
+        self.padding = (height % 2, width % 2) if ffmpeg else (0, 0)
+        if ffmpeg:
+            self._log = tempfile.TemporaryFile()
+            command = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error",
+                       "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width + width % 2}x{height + height % 2}",
+                       "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "pipe:0"]
+            if audio_from is not None:
+                command += ["-i", str(audio_from), "-map", "0:v", "-map", "1:a?", "-c:a", audio_codec]
+                command += ["-b:a", "192k"] if audio_codec != "copy" else []
+            command += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+                        "-vf", "scale=out_color_matrix=bt709:out_range=tv,"
+                               "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"]
+            if path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+                command += ["-movflags", "+faststart"]
+            # Its own session: Ctrl-C reaches only us, and we stop ffmpeg ourselves.
+            self._process = subprocess.Popen([*command, "-y", str(path)], stdin=subprocess.PIPE,
+                                             stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True)
+        else:
+            self._opencv = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+            if not self._opencv.isOpened():
+                raise UserError(f"OpenCV cannot write the video {path}")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._aborted:
+                try:
+                    frames = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if frames is None:
+                    break
+                if self._process is not None:
+                    if any(self.padding):
+                        frames = np.pad(frames, ((0, 0), (0, self.padding[0]), (0, self.padding[1]), (0, 0)),
+                                        mode="edge")
+                    self._process.stdin.write(np.ascontiguousarray(frames).tobytes())
+                else:
+                    for frame in frames:
+                        self._opencv.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        except Exception as exc:  # e.g. BrokenPipeError: ffmpeg stopped, its log says why
+            self._error = exc
+
+    def write(self, frames: np.ndarray) -> None:
+        """Queue a batch; waits while the encoder is behind."""
+        while self._error is None:
+            try:
+                self._queue.put(frames, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+        self._finish()
+
+    def close(self) -> None:
+        """Encode what is queued and finish the file; UserError if the encoder failed."""
+        self.write(None)
+        self._finish()
+
+    def _finish(self) -> None:
+        self._thread.join()
+        if self._opencv is not None:
+            self._opencv.release()
+            if self._error is not None:
+                raise UserError(f"OpenCV's video writer failed: {self._error}")
+            return
+        with contextlib.suppress(BrokenPipeError):
+            self._process.stdin.close()
+        returncode = self._process.wait()
+        if returncode or self._error is not None:
+            self._log.seek(0)
+            lines = self._log.read().decode(errors="replace").strip().splitlines()
+            raise UserError(f"ffmpeg failed (exit status {returncode}): {lines[-1] if lines else self._error}")
+
+    def abort(self) -> None:
+        """Stop at once (after Ctrl-C or an error); the file is left incomplete for the caller to delete."""
+        self._aborted = True
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        self._thread.join()
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+        if self._opencv is not None:
+            self._opencv.release()

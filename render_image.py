@@ -1,0 +1,113 @@
+"""Stylise a photo, or every photo in a folder, with a trained model.
+
+    python render_image.py --content-path photo.jpg --model-path models/blend.pth --output-path out.jpg
+    python render_image.py --content-path photos/ --model-path models/blend.pth --output-path stylised/ --format png
+
+The output has the input's size and orientation (EXIF rotation applied) unless --max-size or
+--scale make it smaller; grayscale input gives grayscale output, an alpha channel is kept, a
+palette image comes out as RGB(A), and 16-bit input gives 8-bit output. Any model from train.py,
+from the PyTorch fast_neural_style example or from the original multi-style repo works.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+import utils
+from transformer_net import TransformerNet
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--content-path", "--content-image", dest="content", required=True, metavar="PATH",
+                        help="the image to stylise, or a folder: every image below it is rendered")
+    parser.add_argument("--model-path", "--model", dest="model", required=True, metavar="PATH",
+                        help="the model file (.pth or .model)")
+    parser.add_argument("--output-path", "--output-image", dest="output", required=True, metavar="PATH",
+                        help="the output image, its extension picks the format (an existing folder: the "
+                             "input's name inside it); for a folder of inputs, the output folder")
+    parser.add_argument("--format", default="same", metavar="EXT",
+                        help="for folders: the outputs' extension, e.g. png or jpg; same keeps each input's "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-size", type=utils.positive_int, default=None, metavar="N",
+                        help="render smaller, so that the longer side is at most N pixels (default: no limit)")
+    parser.add_argument("--scale", type=utils.positive_float, default=1.0, metavar="F",
+                        help="render at F times the input's size (default: %(default)s)")
+    parser.add_argument("--content-scale", type=utils.positive_float, default=1.0, metavar="F",
+                        help="the PyTorch example's flag: render at 1/F times the input's size "
+                             "(default: %(default)s)")
+    utils.add_render_args(parser)
+    return parser
+
+
+def plan_outputs(content: Path, output: Path, image_format: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: one for a file, one per image for a folder (names and subfolders kept)."""
+    suffix = None if image_format.lower() == "same" else "." + image_format.lower().lstrip(".")
+    if content.is_dir():
+        if output.is_file():
+            raise utils.UserError(f"--output-path: {output} is a file, but --content-path is a folder")
+        images = [p for p in utils.list_images(content) if output.resolve() not in p.resolve().parents]
+        if not images:
+            raise utils.UserError(f"--content-path: no images in {content} "
+                                  f"(looked for {', '.join(sorted(utils.IMAGE_EXTENSIONS))})")
+        pairs = [(p, output / p.relative_to(content).with_suffix(suffix or p.suffix)) for p in images]
+    elif content.is_file():
+        if output.is_dir():
+            output = output / (content.stem + (suffix or content.suffix))
+        pairs = [(content, output)]
+    else:
+        raise utils.UserError(f"--content-path: no such file or folder: {content}")
+    written: dict[Path, Path] = {}
+    for source, target in pairs:
+        utils.image_format(target)
+        if target in written:
+            raise utils.UserError(f"{written[target]} and {source} would both be written to {target} "
+                                  "(use --format same)")
+        written[target] = source
+    return pairs
+
+
+def output_size(size: tuple[int, int], args: argparse.Namespace) -> tuple[int, int]:
+    scale = args.scale / args.content_scale
+    if args.max_size is not None:
+        scale = min(scale, args.max_size / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def render(model: TransformerNet, picture: utils.Picture, args: argparse.Namespace, device: torch.device,
+           precision: str) -> Image.Image:
+    picture = picture.resized(output_size(picture.rgb.size, args))
+    batch = utils.image_to_tensor(picture.rgb).unsqueeze(0).to(device)
+    stylised = utils.stylize(model, batch, precision, args.preserve_color, args.strength)
+    return picture.with_pixels(utils.tensor_to_image(stylised[0]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    content, output = Path(args.content), Path(args.output)
+    pairs = plan_outputs(content, output, args.format)
+    device = utils.choose_device(args.device)
+    precision = utils.choose_precision(args.precision, device)
+    model = utils.load_transformer(args.model, device)
+    unreadable = []
+    for source, target in tqdm(pairs, unit="image", disable=len(pairs) == 1, dynamic_ncols=True):
+        try:
+            picture = utils.open_picture(source)
+        except utils.UserError as exc:
+            if len(pairs) == 1:
+                raise
+            utils.warn(f"skipped: {exc}")
+            unreadable.append(source)
+            continue
+        utils.save_image(render(model, picture, args, device, precision), target)
+    if unreadable:
+        raise utils.UserError(f"{len(unreadable)} of {len(pairs)} images could not be read (see the warnings "
+                              f"above); the others are in {output}")
+    print(f"wrote {pairs[0][1]}" if content.is_file() else f"wrote {len(pairs)} images to {output}")
+
+
+if __name__ == "__main__":
+    utils.run_main(main)

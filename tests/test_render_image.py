@@ -1,0 +1,212 @@
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+import render_image
+from conftest import assert_clean_failure, files_under, run_script, write_noise_image
+from transformer_net import TransformerNet
+from utils import UserError
+
+
+def write_model(path: Path) -> Path:
+    """A random network whose output varies around mid-grey (an untrained one gives near-black)."""
+    torch.manual_seed(0)
+    model = TransformerNet()
+    with torch.no_grad():
+        model.deconv3.conv2d.weight.mul_(30)
+        model.deconv3.conv2d.bias.fill_(128)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_model(tmp_path_factory.mktemp("model") / "my model.pth")
+
+
+def render(model: Path, content: Path, output: Path, *extra: str) -> None:
+    render_image.main(["--content-path", str(content), "--model-path", str(model), "--output-path", str(output),
+                       *extra])
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image).astype(np.int16)
+
+
+def chroma(rgb: np.ndarray) -> np.ndarray:
+    """Cb and Cr of JPEG's YCbCr."""
+    red, green, blue = (rgb[..., i].astype(np.float64) for i in range(3))
+    return np.stack([-0.168736 * red - 0.331264 * green + 0.5 * blue, 0.5 * red - 0.418688 * green - 0.081312 * blue])
+
+
+def test_folder_render_keeps_names_subfolders_and_odd_sizes(tmp_path, model_file):
+    sizes = {"a.png": (21, 33), "b.jpg": (37, 20), "tiny.png": (3, 5), "sub/c.png": (47, 64)}
+    for name, (height, width) in sizes.items():
+        write_noise_image(tmp_path / "photos in" / name, height, width, seed=len(name))
+    render(model_file, tmp_path / "photos in", tmp_path / "out put")
+    assert files_under(tmp_path / "out put") == {Path("a.png"), Path("b.jpg"), Path("tiny.png"), Path("sub"),
+                                                 Path("sub/c.png")}
+    for name, (height, width) in sizes.items():
+        with Image.open(tmp_path / "out put" / name) as image:
+            assert (image.size, image.mode) == ((width, height), "RGB"), name
+
+
+def test_folder_render_with_format_changes_only_the_extension(tmp_path, model_file):
+    write_noise_image(tmp_path / "in" / "x.png", 20, 30, seed=1)
+    Image.new("RGBA", (30, 20), (10, 200, 30, 100)).save(tmp_path / "in" / "y.png")
+    render(model_file, tmp_path / "in", tmp_path / "out", "--format", "jpg")
+    assert files_under(tmp_path / "out") == {Path("x.jpg"), Path("y.jpg")}
+    with Image.open(tmp_path / "out" / "y.jpg") as image:
+        assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (30, 20))  # no alpha in JPEG
+
+
+def test_strength_zero_returns_the_content(tmp_path, model_file):
+    content = write_noise_image(tmp_path / "c.png", 33, 41, seed=3)
+    render(model_file, content, tmp_path / "out.png", "--strength", "0")
+    np.testing.assert_array_equal(pixels(tmp_path / "out.png"), pixels(content))
+
+
+def test_strength_one_half_is_halfway(tmp_path, model_file):
+    content = write_noise_image(tmp_path / "c.png", 30, 30, seed=3)
+    render(model_file, content, tmp_path / "full.png")
+    render(model_file, content, tmp_path / "half.png", "--strength", "0.5")
+    expected = (pixels(content) + pixels(tmp_path / "full.png")) / 2
+    assert np.abs(pixels(tmp_path / "half.png") - expected).max() <= 1
+    assert np.abs(pixels(tmp_path / "full.png") - pixels(content)).mean() > 10  # the model does change it
+
+
+def test_preserve_color_keeps_the_contents_chroma(tmp_path, model_file):
+    content = write_noise_image(tmp_path / "c.png", 40, 48, seed=4)
+    render(model_file, content, tmp_path / "styled.png")
+    render(model_file, content, tmp_path / "kept.png", "--preserve-color")
+    original = chroma(pixels(content))
+    assert np.abs(chroma(pixels(tmp_path / "styled.png")) - original).mean() > 15
+    assert np.abs(chroma(pixels(tmp_path / "kept.png")) - original).mean() < 2
+    assert np.abs(pixels(tmp_path / "kept.png") - pixels(content)).mean() > 10  # the brightness did change
+
+
+def test_exif_rotation_gives_an_upright_output_of_the_displayed_size(tmp_path, model_file):
+    stored = Image.fromarray(np.kron(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20, np.ones((10, 10), np.uint8)))
+    exif = stored.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    stored.convert("RGB").save(tmp_path / "phone.jpg", exif=exif, quality=95)  # stored 40x30, shown 30x40
+    render(model_file, tmp_path / "phone.jpg", tmp_path / "upright.png", "--strength", "0")
+    render(model_file, tmp_path / "phone.jpg", tmp_path / "styled.jpg")
+    with Image.open(tmp_path / "phone.jpg") as image:
+        upright = np.asarray(ImageOps.exif_transpose(image)).astype(np.int16)
+    assert upright.shape == (40, 30, 3)
+    np.testing.assert_array_equal(pixels(tmp_path / "upright.png"), upright)
+    with Image.open(tmp_path / "styled.jpg") as image:
+        assert image.size == (30, 40) and image.getexif().get(0x0112) in (None, 1)
+
+
+def test_grayscale_stays_grayscale(tmp_path, model_file):
+    content = write_noise_image(tmp_path / "gray.png", 25, 35, seed=5, mode="L")
+    render(model_file, content, tmp_path / "out.png")
+    with Image.open(tmp_path / "out.png") as image:
+        assert (image.mode, image.size) == ("L", (35, 25))
+
+
+def test_rgba_keeps_its_alpha_channel(tmp_path, model_file):
+    rgb = Image.open(write_noise_image(tmp_path / "rgb.png", 30, 40, seed=6))
+    alpha = Image.fromarray(np.tile(np.linspace(0, 255, 40, dtype=np.uint8), (30, 1)))
+    rgb.putalpha(alpha)
+    rgb.save(tmp_path / "rgba.png")
+    render(model_file, tmp_path / "rgba.png", tmp_path / "out.png")
+    with Image.open(tmp_path / "out.png") as image:
+        assert (image.mode, image.size) == ("RGBA", (40, 30))
+        np.testing.assert_array_equal(np.asarray(image.getchannel("A")), np.asarray(alpha))
+
+
+def test_palette_images_come_out_as_rgb_or_rgba(tmp_path, model_file):
+    palette = Image.open(write_noise_image(tmp_path / "rgb.png", 30, 20, seed=7)).quantize(16)
+    palette.save(tmp_path / "p.png")
+    palette.save(tmp_path / "pt.png", transparency=0)
+    render(model_file, tmp_path / "p.png", tmp_path / "p out.png")
+    render(model_file, tmp_path / "pt.png", tmp_path / "pt out.png")
+    transparent = np.asarray(palette) == 0
+    with Image.open(tmp_path / "p out.png") as plain, Image.open(tmp_path / "pt out.png") as see_through:
+        assert (plain.mode, plain.size, see_through.mode) == ("RGB", (20, 30), "RGBA")
+        np.testing.assert_array_equal(np.asarray(see_through.getchannel("A")) == 0, transparent)
+
+
+def test_16_bit_input_is_scaled_to_8_bit_not_clipped(tmp_path, model_file):
+    values = np.linspace(0, 65535, 30 * 20).reshape(30, 20).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    render(model_file, tmp_path / "deep.png", tmp_path / "out.png", "--strength", "0")
+    with Image.open(tmp_path / "out.png") as image:
+        assert (image.mode, image.size) == ("L", (20, 30))
+        np.testing.assert_array_equal(np.asarray(image), np.round(values / 257).astype(np.uint8))
+
+
+@pytest.mark.parametrize("flags", [["--max-size", "30"], ["--scale", "0.5"], ["--content-scale", "2"]])
+def test_rendering_smaller(tmp_path, model_file, flags):
+    content = write_noise_image(tmp_path / "c.png", 40, 60, seed=8)
+    render(model_file, content, tmp_path / "out.png", *flags)
+    with Image.open(tmp_path / "out.png") as image:
+        assert image.size == (30, 20)
+
+
+def test_a_folder_with_an_unreadable_image_renders_the_others_then_fails(tmp_path, model_file):
+    write_noise_image(tmp_path / "in" / "good.png", 20, 20, seed=9)
+    (tmp_path / "in" / "broken.jpg").write_text("not an image")
+    with pytest.raises(UserError, match="1 of 2 images could not be read"):
+        render(model_file, tmp_path / "in", tmp_path / "out")
+    assert files_under(tmp_path / "out") == {Path("good.png")}
+
+
+def bad_input(tmp_path: Path, case: str, model: Path) -> tuple[list, str]:
+    photo = write_noise_image(tmp_path / "photo.png", 20, 24, seed=0)
+    out = tmp_path / "out.png"
+    if case == "missing model":
+        return [photo, tmp_path / "nope.pth", out], "nope.pth"
+    if case == "model that runs code":
+        evil = tmp_path / "evil model.pth"
+        evil.write_bytes(pickle.dumps(_CreatesAFile(tmp_path / "created")))
+        return [photo, evil, out], "pickled objects"
+    if case == "missing content":
+        return [tmp_path / "nope.jpg", model, out], "nope.jpg"
+    if case == "unreadable image":
+        (tmp_path / "fake.jpg").write_text("not an image")
+        return [tmp_path / "fake.jpg", model, out], "cannot read image"
+    if case == "empty folder":
+        (tmp_path / "empty").mkdir()
+        return [tmp_path / "empty", model, tmp_path / "out"], "no images"
+    if case == "unwritable output":
+        (tmp_path / "a file").write_text("")
+        return [photo, model, tmp_path / "a file" / "out.png"], "cannot write"
+    assert case == "unknown extension"
+    return [photo, model, tmp_path / "out.xyz"], ".xyz"
+
+
+class _CreatesAFile:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+@pytest.mark.parametrize("case", ["missing model", "model that runs code", "missing content", "unreadable image",
+                                  "empty folder", "unwritable output", "unknown extension"])
+def test_bad_input_is_one_clear_line_and_leaves_no_output(tmp_path, model_file, case):
+    (content, model_path, output), expected = bad_input(tmp_path, case, model_file)
+    before = files_under(tmp_path)
+    with pytest.raises(UserError) as error:
+        render(model_path, content, output)
+    assert expected in str(error.value) and "\n" not in str(error.value)
+    assert files_under(tmp_path) == before
+
+
+def test_the_command_line_reports_bad_input_in_one_line(tmp_path, model_file):
+    (content, model_path, output), expected = bad_input(tmp_path, "model that runs code", model_file)
+    before = files_under(tmp_path)
+    result = run_script("render_image.py", "--content-path", content, "--model-path", model_path,
+                        "--output-path", output, cwd=tmp_path)
+    assert_clean_failure(result, expected, str(model_path))
+    assert files_under(tmp_path) == before
