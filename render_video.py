@@ -1,0 +1,125 @@
+"""Stylise a video with a trained model: H.264 at the source's frame rate, with its sound.
+
+    python render_video.py --input clip.mp4 --model models/blend.pth --save-name clip_blend.mp4
+    python render_video.py --input "my clip.mov" --model models/blend.pth --save-name small.mp4 --resize 0.5
+
+Decoding, stylising (in batches) and encoding run at the same time and only a few frames are
+held in memory, so any length works. The output keeps the source's frame rate, frame count and
+duration, and its sound (copied, or re-encoded to AAC where the container cannot hold it as it
+is). The ffmpeg that encodes comes with the imageio-ffmpeg package; without any ffmpeg the video
+is written by OpenCV instead (MPEG-4 Part 2, no sound). The file appears under its name only
+when complete.
+"""
+
+import argparse
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import utils
+
+
+def crf(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 51:
+        raise ValueError(f"must be from 0 to 51: {text}")
+    return value
+
+
+crf.__name__ = "integer from 0 to 51"  # argparse names the type in its error message
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, metavar="VIDEO", help="the video to stylise (any OpenCV reads)")
+    parser.add_argument("--model", "--model-path", dest="model", required=True, metavar="PATH",
+                        help="the model file (.pth or .model)")
+    parser.add_argument("--save-name", required=True, metavar="PATH",
+                        help=f"the output video: {', '.join(sorted(utils.VIDEO_SUFFIXES))}")
+    parser.add_argument("--resize", type=utils.positive_float, default=1.0, metavar="F",
+                        help="output scale, the aspect ratio kept: 0.5 halves width and height (default: %(default)s)")
+    parser.add_argument("--batch-size", type=utils.positive_int, default=4,
+                        help="frames stylised at once (default: %(default)s)")
+    parser.add_argument("--crf", type=crf, default=18,
+                        help="H.264 quality, 0-51: lower is better and bigger; 18 looks like the source, 23 is "
+                             "ffmpeg's default (default: %(default)s)")
+    parser.add_argument("--preset", default="medium", choices=utils.X264_PRESETS,
+                        help="H.264 encoder speed: slower makes smaller files at the same quality "
+                             "(default: %(default)s)")
+    parser.add_argument("--no-audio", action="store_true", help="leave the sound out (default: keep it)")
+    utils.add_render_args(parser)
+    return parser
+
+
+def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    source = utils.require_file(args.input, "--input")
+    output = Path(args.save_name)
+    if output.suffix.lower() not in utils.VIDEO_SUFFIXES:
+        raise utils.UserError(f"--save-name: {output} should end in one of {', '.join(sorted(utils.VIDEO_SUFFIXES))}")
+    if output.exists() and output.resolve() == source.resolve():
+        raise utils.UserError("--save-name: the output would overwrite the input")
+    device = utils.choose_device(args.device)
+    precision = utils.choose_precision(args.precision, device)
+    model = utils.load_transformer(args.model, device)
+    ffmpeg = utils.find_ffmpeg()
+    info = utils.probe_video(source, ffmpeg)
+    size = max(1, round(info.width * args.resize)), max(1, round(info.height * args.resize))
+    encoded = (size[0] + size[0] % 2, size[1] + size[1] % 2) if ffmpeg else size  # see utils.VideoWriter
+
+    audio_from, audio_codec = None, "copy"
+    if ffmpeg is None:
+        utils.warn("no ffmpeg binary (pip install imageio-ffmpeg): writing MPEG-4 (mp4v) with OpenCV, without sound")
+    else:
+        if info.audio and not args.no_audio:
+            audio_from, audio_codec = source, utils.audio_codec(ffmpeg, source, output.suffix)
+            if audio_codec != "copy":
+                utils.warn(f"the source's {info.audio} sound cannot be copied into {output.suffix}: re-encoding to AAC")
+        if encoded != size:
+            utils.warn(f"H.264 (yuv420p) needs even sides: the {size[0]}x{size[1]} frames get their last "
+                       f"column/row repeated, to {encoded[0]}x{encoded[1]}")
+
+    reader = utils.FrameReader(source, size, queue_size=2 * args.batch_size)
+    progress = tqdm(total=info.frames, unit="frame", dynamic_ncols=True)
+    count = 0
+    try:
+        with utils.atomic_path(output) as temp:
+            writer = utils.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec)
+            try:
+                for frames in batched(reader, args.batch_size):
+                    batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float()
+                    stylised = utils.stylize(model, batch, precision, args.preserve_color, args.strength)
+                    writer.write(stylised.round().byte().permute(0, 2, 3, 1).contiguous().cpu().numpy())
+                    count += len(frames)
+                    progress.update(len(frames))
+                if count == 0:
+                    raise utils.UserError(f"cannot read video {source}: no frame could be decoded")
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+    except OSError as exc:  # creating the folder or the temporary file, or starting ffmpeg
+        raise utils.UserError(f"--save-name: cannot write {output}: {exc.strerror or exc}") from None
+    finally:
+        reader.close()
+        progress.close()
+    sound = "with sound" if audio_from else "without sound"
+    print(f"wrote {output}: {count} frames {encoded[0]}x{encoded[1]} at {float(info.fps):.6g} fps, {sound}")
+
+
+if __name__ == "__main__":
+    utils.run_main(main)

@@ -1,0 +1,185 @@
+import re
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+
+import render_video
+import utils
+from conftest import assert_clean_failure, files_under, run_script
+from transformer_net import TransformerNet
+from utils import UserError
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def make_clip(path: Path, size: str = "64x48", rate: str = "12", seconds: float = 2, sound: bool = True) -> Path:
+    command = [FFMPEG, "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}"]
+    if sound:
+        command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050", "-c:a", "aac"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([*command, "-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-y", str(path)],
+                   check=True, stdin=subprocess.DEVNULL)
+    return path
+
+
+def streams(path: Path) -> str:
+    """What `ffmpeg -i` says about the file (it exits non-zero for want of an output)."""
+    return subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+
+
+def duration(path: Path) -> float:
+    hours, minutes, seconds = re.search(r"Duration: (\d+):(\d+):([\d.]+)", streams(path)).groups()
+    return 3600 * int(hours) + 60 * int(minutes) + float(seconds)
+
+
+def frames(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    decoded = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return decoded
+        decoded.append(frame[..., ::-1].astype(np.int16))
+
+
+def fps(path: Path) -> float:
+    return cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS)
+
+
+def audio_md5(path: Path) -> str:
+    """A checksum of the audio packets as they are stored (equal when copied, not re-encoded)."""
+    return subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy", "-f", "md5", "-"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("video")
+    torch.manual_seed(0)
+    model = TransformerNet()
+    with torch.no_grad():  # output around mid-grey, as a trained model's (an untrained one gives black)
+        model.deconv3.conv2d.weight.mul_(30)
+        model.deconv3.conv2d.bias.fill_(128)
+    torch.save(model.state_dict(), folder / "my model.pth")
+    make_clip(folder / "my clip.mp4")  # 24 frames, 12 fps, 2 s, with a sine tone
+    return folder
+
+
+def render(workdir: Path, output: Path, *extra: str, clip: Path | None = None) -> None:
+    render_video.main(["--input", str(clip or workdir / "my clip.mp4"), "--model", str(workdir / "my model.pth"),
+                       "--save-name", str(output), "--device", "cpu", *extra])
+
+
+def test_the_output_keeps_frame_count_rate_duration_and_sound(workdir, tmp_path):
+    source, output = workdir / "my clip.mp4", tmp_path / "out dir" / "styled.mp4"
+    render(workdir, output, "--batch-size", "5")
+    assert files_under(tmp_path / "out dir") == {Path("styled.mp4")}
+    assert len(frames(output)) == len(frames(source)) == 24
+    assert fps(output) == fps(source) == 12
+    assert duration(output) == pytest.approx(duration(source), abs=0.03)
+    description = streams(output)
+    assert re.search(r"Video: h264 .*yuv420p.* 64x48", description), description
+    assert "Audio: aac" in description
+    assert audio_md5(output) == audio_md5(source)  # copied, not re-encoded
+    assert np.abs(frames(output)[5] - frames(source)[5]).mean() > 10  # and it is stylised
+
+
+def test_no_audio_leaves_the_sound_out(workdir, tmp_path):
+    render(workdir, tmp_path / "silent.mp4", "--no-audio")
+    assert "Audio:" not in streams(tmp_path / "silent.mp4")
+    assert len(frames(tmp_path / "silent.mp4")) == 24
+
+
+def test_resize_half_halves_both_sides(workdir, tmp_path):
+    render(workdir, tmp_path / "small.mp4", "--resize", "0.5")
+    decoded = frames(tmp_path / "small.mp4")
+    assert len(decoded) == 24 and decoded[0].shape == (24, 32, 3)
+
+
+def test_odd_sizes_are_padded_by_one_pixel_with_a_warning(workdir, tmp_path, capsys):
+    render(workdir, tmp_path / "odd.mkv", "--resize", "0.77", "--no-audio")  # 49x37
+    decoded = frames(tmp_path / "odd.mkv")
+    assert len(decoded) == 24 and decoded[0].shape == (38, 50, 3)
+    assert "needs even sides" in capsys.readouterr().err
+
+
+def test_strength_zero_gives_back_the_source(workdir, tmp_path):
+    render(workdir, tmp_path / "same.mp4", "--strength", "0", "--crf", "10")
+    for ours, theirs in zip(frames(tmp_path / "same.mp4"), frames(workdir / "my clip.mp4"), strict=True):
+        assert np.abs(ours - theirs).mean() < 3  # two lossy encodes apart
+
+
+def test_an_ntsc_frame_rate_is_kept_exactly(tmp_path, workdir):
+    clip = make_clip(tmp_path / "ntsc.mp4", size="32x24", rate="30000/1001", seconds=0.5, sound=False)
+    render(workdir, tmp_path / "out.mp4", clip=clip)
+    assert Fraction(fps(tmp_path / "out.mp4")).limit_denominator(1001) == Fraction(30000, 1001)
+    assert len(frames(tmp_path / "out.mp4")) == len(frames(clip)) == 15
+    assert "29.97 fps" in streams(tmp_path / "out.mp4")
+
+
+def test_without_ffmpeg_it_falls_back_to_opencv_with_one_warning(workdir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(utils, "find_ffmpeg", lambda: None)
+    render(workdir, tmp_path / "fallback.mp4")
+    assert len(frames(tmp_path / "fallback.mp4")) == 24 and fps(tmp_path / "fallback.mp4") == 12
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "ffmpeg" in warnings[0]
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_an_interruption_mid_way_leaves_no_file(workdir, tmp_path, monkeypatch, error):
+    calls = []
+
+    def stylize_then_fail(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise error("stop")
+        return real_stylize(*args, **kwargs)
+
+    real_stylize = utils.stylize
+    monkeypatch.setattr(utils, "stylize", stylize_then_fail)
+    with pytest.raises(error):
+        render(workdir, tmp_path / "out" / "never.mp4", "--batch-size", "2")
+    assert files_under(tmp_path / "out") == set()
+
+
+def bad_input(workdir: Path, tmp_path: Path, case: str) -> tuple[list, str]:
+    clip, model, out = workdir / "my clip.mp4", workdir / "my model.pth", tmp_path / "out.mp4"
+    if case == "missing video":
+        return [tmp_path / "nope.mp4", model, out], "nope.mp4"
+    if case == "unreadable video":
+        (tmp_path / "fake.mp4").write_text("not a video")
+        return [tmp_path / "fake.mp4", model, out], "cannot read video"
+    if case == "missing model":
+        return [clip, tmp_path / "nope.pth", out], "nope.pth"
+    if case == "unwritable output":
+        (tmp_path / "a file").write_text("")
+        return [clip, model, tmp_path / "a file" / "out.mp4"], "cannot write"
+    assert case == "unknown extension"
+    return [clip, model, tmp_path / "out.gif"], "should end in"
+
+
+@pytest.mark.parametrize("case", ["missing video", "unreadable video", "missing model", "unwritable output",
+                                  "unknown extension"])
+def test_bad_input_is_one_clear_line_and_leaves_no_output(workdir, tmp_path, case):
+    (clip, model, output), expected = bad_input(workdir, tmp_path, case)
+    before = files_under(tmp_path)
+    with pytest.raises(UserError) as error:
+        render_video.main(["--input", str(clip), "--model", str(model), "--save-name", str(output)])
+    assert expected in str(error.value) and "\n" not in str(error.value)
+    assert files_under(tmp_path) == before
+
+
+def test_the_command_line_reports_an_unreadable_video_in_one_line(workdir, tmp_path):
+    (clip, model, output), expected = bad_input(workdir, tmp_path, "unreadable video")
+    before = files_under(tmp_path)
+    result = run_script("render_video.py", "--input", clip, "--model", model, "--save-name", output, cwd=tmp_path)
+    assert_clean_failure(result, expected, str(clip))
+    assert result.stderr.strip().splitlines() == [line for line in result.stderr.strip().splitlines()
+                                                  if line.startswith("error:")]  # nothing from OpenCV either
+    assert files_under(tmp_path) == before
