@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     paths = teacher_paths(args)
     teacher_weights = utils.parse_weights(args.teacher_weights, len(paths), "--teacher-weights")
-    device = utils.choose_device(args.device)
+    device = utils.training_device(args.device)
     teachers = [utils.load_transformer(p, device).requires_grad_(False) for p in paths]
     initial = utils.load_transformer(args.init_from) if args.init_from else None
     args.savename = args.savename or "distilled_" + "+".join(p.stem for p in paths)
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict(initial.state_dict())
     active = [(teacher, weight) for teacher, weight in zip(teachers, teacher_weights, strict=True) if weight > 0]
 
-    def compute_losses(content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        stylised = model(content)
+    def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        stylised = network(content)
         stylised_features = vgg(stylised)
         feature_loss = pixel_loss = stylised.new_zeros(())
         for teacher, weight in active:

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.savename).suffix:
         args.savename += ".pth"
     dataset = utils.ImageFolderDataset(args.datapath, args.image_size)
-    device = utils.choose_device(args.device)
+    device = utils.training_device(args.device)
     vgg = load_vgg16(args.vgg_weights).to(device)
 
     with torch.no_grad():
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     model = TransformerNet()
 
-    def compute_losses(content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        stylised = model(content)
+    def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        stylised = network(content)
         with torch.no_grad():
             content_relu2_2 = vgg(content, depth=2)[1]
         stylised_features = vgg(stylised)

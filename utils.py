@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image, ImageDraw, ImageOps
 from tqdm import tqdm
 
@@ -333,18 +334,32 @@ def _readable(path: Path) -> bool:
         return False
 
 
-class EpochSampler(torch.utils.data.Sampler):
-    """A fresh seeded shuffle per epoch that can start mid-epoch, so resumed runs see the same data."""
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """This process's batches of one epoch: a seeded shuffle per epoch, from any step on.
 
-    def __init__(self, size: int, seed: int, epoch: int, start: int = 0):
-        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+    Each step's global batch is perm[k*B:(k+1)*B] for B = batch_size * world_size, and rank r takes
+    the r-th part of it, so N processes see exactly the data of one process with N times the batch,
+    and a resumed run sees exactly what the uninterrupted run would have seen.
+    """
 
-    def __iter__(self) -> Iterator[int]:
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_step: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, epoch
+        self.start_step, self.rank, self.world_size = start_step, rank, world_size
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.size / (self.batch_size * self.world_size))
+
+    def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator)[self.start:].tolist())
+        order = torch.randperm(self.size, generator=generator)
+        global_batch = self.batch_size * self.world_size
+        for step in range(self.start_step, self.steps_per_epoch()):
+            chunk = order[step * global_batch:(step + 1) * global_batch]
+            yield torch.tensor_split(chunk, self.world_size)[self.rank].tolist()
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return self.steps_per_epoch() - self.start_step
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -397,17 +412,37 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def fit(model: torch.nn.Module, compute_losses: Callable[[torch.Tensor, int], dict[str, torch.Tensor]],
-        dataset: ImageFolderDataset, args: argparse.Namespace, device: torch.device,
-        provenance: dict) -> Path:
-    """The training loop both trainers share: Adam, progress, CSV log, checkpoints, resume, Ctrl-C.
+def training_device(name: str) -> torch.device:
+    """The device of this process; under torchrun, also joins the process group (NCCL or gloo)."""
+    device = choose_device(name)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
 
-    `compute_losses(batch, step)` returns named loss terms, the one to minimise under "total".
-    The model goes to `save_dir/savename` with `provenance` (plus run facts) beside it;
-    `provenance` should name the command (see command_line).
+
+def _rank_and_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+LossFunction = Callable[[torch.nn.Module, torch.Tensor, int], dict[str, torch.Tensor]]
+
+
+def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFolderDataset,
+        args: argparse.Namespace, device: torch.device, provenance: dict) -> Path:
+    """The training loop both trainers share: Adam, progress, CSV log, checkpoints, resume, Ctrl-C, DDP.
+
+    `compute_losses(network, batch, step)` runs `network` (the model, wrapped for DDP under torchrun)
+    on the batch and returns named loss terms, the one to minimise under "total". Rank 0 writes the
+    log, checkpoints and the model (to `save_dir/savename`, with `provenance` plus run facts beside
+    it; `provenance` should name the command, see command_line).
     """
+    rank, world_size = _rank_and_world()
+    is_main = rank == 0
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-    steps_per_epoch = math.ceil(len(dataset) / args.batch_size)
+    steps_per_epoch = EpochBatchSampler(len(dataset), args.batch_size, 0, 0, world_size=world_size).steps_per_epoch()
     total_steps = args.epochs * steps_per_epoch
     if args.max_steps is not None:
         total_steps = min(total_steps, args.max_steps)
@@ -419,29 +454,34 @@ def fit(model: torch.nn.Module, compute_losses: Callable[[torch.Tensor, int], di
         step, elapsed = checkpoint["step"], checkpoint.get("elapsed_s", 0.0)
         torch.set_rng_state(checkpoint["torch_rng"])
     model.to(device).train()
+    network = model
+    if world_size > 1:
+        device_ids = [device] if device.type == "cuda" else None
+        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     stem = Path(args.savename).stem
-    log = CsvLog(Path(args.log_dir) / f"{stem}.csv", keep_until=step)
+    log = CsvLog(Path(args.log_dir) / f"{stem}.csv", keep_until=step) if is_main else None
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
 
     def save_checkpoint() -> Path:
         path = Path(args.checkpoint_dir) / f"{stem}_step{step:07d}.pth"
-        torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(), "args": vars(args)}, path)
+        if is_main:
+            torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(), "args": vars(args)}, path)
         return path
 
     stop = StopRequest()
-    progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
+    progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, disable=not is_main)
     sums: dict[str, torch.Tensor] = {}
     started, interval_steps = time.perf_counter(), 0
     with stop:
         while step < total_steps and not stop.requested:
             epoch, position = divmod(step, steps_per_epoch)
             loader = torch.utils.data.DataLoader(
-                dataset, batch_size=args.batch_size, num_workers=workers, worker_init_fn=_ignore_sigint,
-                sampler=EpochSampler(len(dataset), args.seed, epoch, position * args.batch_size),
-                pin_memory=device.type == "cuda")
+                dataset, num_workers=workers, worker_init_fn=_ignore_sigint, pin_memory=device.type == "cuda",
+                batch_sampler=EpochBatchSampler(len(dataset), args.batch_size, args.seed, epoch, position,
+                                                rank, world_size))
             for batch in loader:
-                losses = compute_losses(batch.to(device, non_blocking=True), step)
+                losses = compute_losses(network, batch.to(device, non_blocking=True), step)
                 optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 optimizer.step()
@@ -451,30 +491,50 @@ def fit(model: torch.nn.Module, compute_losses: Callable[[torch.Tensor, int], di
                     sums[name] = sums.get(name, 0) + value.detach()
                 progress.update(1)
                 if step % args.log_interval == 0 or step == total_steps:
-                    means = {name: (total / interval_steps).item() for name, total in sums.items()}
-                    log.write(step, elapsed + time.perf_counter() - started, means)
+                    means = _mean_over_processes(sums, interval_steps)
+                    if log is not None:
+                        log.write(step, elapsed + time.perf_counter() - started, means)
                     progress.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
                     sums, interval_steps = {}, 0
                 if step % args.checkpoint_interval == 0:
                     save_checkpoint()
-                if step >= total_steps or stop.requested:
+                if step >= total_steps or stop.agreed(world_size, device):
                     break
     progress.close()
     elapsed += time.perf_counter() - started
-    log_dir = Path(args.log_dir)
-    plot_losses(log.rows(), log_dir / f"{stem}_loss.png")
-    save_json({"args": vars(args), **provenance}, log_dir / f"{stem}_params.json")
     if stop.requested:
         path = save_checkpoint()
+        _write_run_files(log, args, provenance, stem)
         raise UserError(f"interrupted at step {step}/{total_steps}; checkpoint saved, continue with: "
                         f"--resume {shlex.quote(str(path))}")
     model_path = Path(args.save_dir) / args.savename
-    save_model(model, model_path, {
-        **provenance, "steps": step, "image_size": args.image_size, "batch_size": args.batch_size,
-        "vgg_weights": args.vgg_weights, "wall_time_s": round(elapsed, 1), "machine": machine_description(device),
-        "final_losses": log.last(),
-    })
+    if is_main:
+        _write_run_files(log, args, provenance, stem)
+        save_model(model, model_path, {
+            **provenance, "steps": step, "image_size": args.image_size, "batch_size": args.batch_size,
+            "processes": world_size, "vgg_weights": args.vgg_weights, "wall_time_s": round(elapsed, 1),
+            "machine": machine_description(device), "final_losses": log.last(),
+        })
+    if world_size > 1:
+        dist.barrier()
     return model_path
+
+
+def _mean_over_processes(sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+    """Mean loss terms over the last `steps` steps and over all processes (the only host sync)."""
+    names = list(sums)
+    stacked = torch.stack([sums[n].float() for n in names]) / steps
+    if dist.is_initialized():
+        dist.all_reduce(stacked)
+        stacked /= dist.get_world_size()
+    return dict(zip(names, stacked.tolist(), strict=True))
+
+
+def _write_run_files(log: "CsvLog | None", args: argparse.Namespace, provenance: dict, stem: str) -> None:
+    if log is None:
+        return
+    plot_losses(log.rows(), Path(args.log_dir) / f"{stem}_loss.png")
+    save_json({"args": vars(args), **provenance}, Path(args.log_dir) / f"{stem}_params.json")
 
 
 class StopRequest:
@@ -487,6 +547,15 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         warn("stopping after this step (press Ctrl-C again to abort without a checkpoint)")
+
+    def agreed(self, world_size: int, device: torch.device) -> bool:
+        """Whether to stop now; under torchrun all processes stop at the same step."""
+        if world_size == 1:
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self.requested = bool(flag.item())
+        return self.requested
 
     def __enter__(self):
         self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
