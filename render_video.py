@@ -41,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"the output video: {', '.join(sorted(utils.VIDEO_SUFFIXES))}")
     parser.add_argument("--resize", type=utils.positive_float, default=1.0, metavar="F",
                         help="output scale, the aspect ratio kept: 0.5 halves width and height (default: %(default)s)")
-    parser.add_argument("--batch-size", type=utils.positive_int, default=4,
+    parser.add_argument("--batch-size", type=utils.positive_int, default=4, metavar="N",
                         help="frames stylised at once (default: %(default)s)")
-    parser.add_argument("--crf", type=crf, default=18,
+    parser.add_argument("--crf", type=crf, default=18, metavar="N",
                         help="H.264 quality, 0-51: lower is better and bigger; 18 looks like the source, 23 is "
                              "ffmpeg's default (default: %(default)s)")
     parser.add_argument("--preset", default="medium", choices=utils.X264_PRESETS,

@@ -697,7 +697,7 @@ def add_render_args(parser: argparse.ArgumentParser) -> None:
     """The flags render_image.py and render_video.py share."""
     parser.add_argument("--preserve-color", "--preserve-colour", action="store_true",
                         help="keep the content's colours: the stylised brightness with the content's chroma")
-    parser.add_argument("--strength", type=unit_float, default=1.0,
+    parser.add_argument("--strength", type=unit_float, default=1.0, metavar="S",
                         help="how much style: 1 = fully stylised, 0 = the content unchanged, in between a "
                              "blend of the two (default: %(default)s)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],

@@ -18,10 +18,10 @@ from utils import UserError
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def make_clip(path: Path, size: str = "64x48", rate: str = "12", seconds: float = 2, sound: bool = True) -> Path:
+def make_clip(path: Path, size: str = "64x48", rate: str = "12", seconds: float = 2, audio: str | None = "aac") -> Path:
     command = [FFMPEG, "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}"]
-    if sound:
-        command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050", "-c:a", "aac"]
+    if audio:
+        command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050", "-c:a", audio]
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([*command, "-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-y", str(path)],
                    check=True, stdin=subprocess.DEVNULL)
@@ -116,11 +116,19 @@ def test_strength_zero_gives_back_the_source(workdir, tmp_path):
 
 
 def test_an_ntsc_frame_rate_is_kept_exactly(tmp_path, workdir):
-    clip = make_clip(tmp_path / "ntsc.mp4", size="32x24", rate="30000/1001", seconds=0.5, sound=False)
+    clip = make_clip(tmp_path / "ntsc.mp4", size="32x24", rate="30000/1001", seconds=0.5, audio=None)
     render(workdir, tmp_path / "out.mp4", clip=clip)
     assert Fraction(fps(tmp_path / "out.mp4")).limit_denominator(1001) == Fraction(30000, 1001)
     assert len(frames(tmp_path / "out.mp4")) == len(frames(clip)) == 15
     assert "29.97 fps" in streams(tmp_path / "out.mp4")
+
+
+def test_sound_that_mp4_cannot_hold_is_re_encoded_to_aac(workdir, tmp_path, capsys):
+    clip = make_clip(tmp_path / "mulaw.mkv", size="32x24", seconds=1, audio="pcm_mulaw")
+    render(workdir, tmp_path / "out.mp4", clip=clip)
+    assert "Audio: aac" in streams(tmp_path / "out.mp4")
+    assert duration(tmp_path / "out.mp4") == pytest.approx(duration(clip), abs=0.05)
+    assert "re-encoding to AAC" in capsys.readouterr().err
 
 
 def test_without_ffmpeg_it_falls_back_to_opencv_with_one_warning(workdir, tmp_path, monkeypatch, capsys):

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Stylise a photo (or every photo in a folder) with a trained model. Every variable below can be
+# overridden from the environment; relative paths are relative to this folder, e.g.
+#   MODEL=models/mosaic.pth CONTENT="$HOME/My Photos/beach.jpg" OUTPUT="$HOME/beach styled.jpg" bash render_image.sh
+#   CONTENT=images/content-images OUTPUT=output/all-photos bash render_image.sh     # a whole folder
+# Extra arguments go to render_image.py, e.g. --preserve-color --strength 0.8 --max-size 1024.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+MODEL="${MODEL:-models/blend.pth}"                          # from train.py, the PyTorch example or the original repo
+CONTENT="${CONTENT:-images/content-images/coffee.jpg}"      # an image or a folder of images
+OUTPUT="${OUTPUT:-output/coffee-blend.jpg}"                 # an image (extension = format) or a folder
+DEVICE="${DEVICE:-auto}"                                    # auto, cpu, cuda or mps
+PRECISION="${PRECISION:-auto}"                              # auto, fp32, bf16 or fp16
+
+if [ ! -f "$MODEL" ]; then
+    echo "error: no model at $MODEL: train one with run_training.sh, or set MODEL=path/to/model.pth" >&2
+    exit 1
+fi
+source ./setup_env.sh
+exec "$PYTHON" render_image.py --content-path "$CONTENT" --model-path "$MODEL" --output-path "$OUTPUT" \
+    --device "$DEVICE" --precision "$PRECISION" "$@"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Stylise a video, keeping its frame rate and its sound. Every variable below can be overridden from
+# the environment; relative paths are relative to this folder, e.g.
+#   MODEL=models/mosaic.pth INPUT="$HOME/Videos/my clip.mov" SAVE_NAME="$HOME/Videos/my clip styled.mp4" bash render_video.sh
+# Extra arguments go to render_video.py, e.g. --resize 0.5 --no-audio --preserve-color --crf 23.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+MODEL="${MODEL:-models/blend.pth}"                          # from train.py, the PyTorch example or the original repo
+INPUT="${INPUT:-images/demo-clip.mp4}"                      # any video OpenCV reads
+SAVE_NAME="${SAVE_NAME:-output/demo-clip-blend.mp4}"        # .mp4, .m4v, .mov, .mkv or .avi
+RESIZE="${RESIZE:-1.0}"                                     # output scale: 0.5 halves width and height
+BATCH_SIZE="${BATCH_SIZE:-4}"                               # frames stylised at once
+DEVICE="${DEVICE:-auto}"                                    # auto, cpu, cuda or mps
+PRECISION="${PRECISION:-auto}"                              # auto, fp32, bf16 or fp16
+
+if [ ! -f "$MODEL" ]; then
+    echo "error: no model at $MODEL: train one with run_training.sh, or set MODEL=path/to/model.pth" >&2
+    exit 1
+fi
+source ./setup_env.sh
+exec "$PYTHON" render_video.py --input "$INPUT" --model "$MODEL" --save-name "$SAVE_NAME" --resize "$RESIZE" \
+    --batch-size "$BATCH_SIZE" --device "$DEVICE" --precision "$PRECISION" "$@"
