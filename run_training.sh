@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 METHOD="${METHOD:-loss}"                      # loss (train.py) or distill (distillation.py)
 DATAPATH="${DATAPATH:-data/coco2017}"         # COCO root (train2017/ ...) or any folder of photos
-STYLES="${STYLES:-images/style-images/stained-glass.png,images/style-images/brush-strokes.png}"
+STYLES="${STYLES:-images/style-images/stained-glass.png,images/style-images/brush-strokes.jpg}"
 STYLE_WEIGHTS="${STYLE_WEIGHTS:-0.5,0.5}"     # one weight per style, normalised to sum 1
 TEACHERS="${TEACHERS:-models/stained-glass.pth,models/brush-strokes.pth}"
 TEACHER_WEIGHTS="${TEACHER_WEIGHTS:-0.5,0.5}"

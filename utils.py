@@ -180,10 +180,13 @@ def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
 
 # ---------------------------------------------------------------- model files
 
-def save_model(model: torch.nn.Module, path: str | Path, provenance: dict) -> None:
-    """Save a plain state_dict (the example's layout) and its provenance as JSON beside it."""
+def save_model(model: torch.nn.Module, path: str | Path, provenance: dict, fp16: bool = False) -> None:
+    """Save a plain state_dict (the example's layout) and its provenance as JSON beside it.
+
+    With `fp16` the tensors are stored as float16: half the size, and load_state_dict casts them
+    back to float32 (here and in the PyTorch example)."""
     path = Path(path)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if fp16 else v).detach().cpu() for k, v in model.state_dict().items()}
     torch_save(state, path)
     save_json(provenance, provenance_path(path))
 
@@ -399,6 +402,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="steps between checkpoints (default: %(default)s)")
     parser.add_argument("--resume", default=None, metavar="CKPT",
                         help="continue from a checkpoint written by this script (default: start fresh)")
+    parser.add_argument("--save-fp16", action="store_true",
+                        help="store the final model's tensors as float16: half the file size, loads back as "
+                             "float32 (default: float32)")
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -514,7 +520,7 @@ def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFold
             **provenance, "steps": step, "image_size": args.image_size, "batch_size": args.batch_size,
             "processes": world_size, "vgg_weights": args.vgg_weights, "wall_time_s": round(elapsed, 1),
             "machine": machine_description(device), "final_losses": log.last(),
-        })
+        }, fp16=args.save_fp16)
     if world_size > 1:
         dist.barrier()
     return model_path
@@ -791,7 +797,8 @@ def open_picture(path: str | Path) -> Picture:
             image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read image {path}: {exc}") from None
-    icc_profile = image.info.get("icc_profile")
+    # A profile describes RGB or gray pixels; a CMYK or Lab one would not fit the RGB we make of those.
+    icc_profile = image.info.get("icc_profile") if image.mode not in ("CMYK", "LAB", "HSV") else None
     if image.mode.startswith("I") or image.mode == "F":  # 16-bit gray (I;16*, or I from older Pillow)
         scale = 1 if image.mode == "F" else 257
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / scale).round().clip(0, 255).astype(np.uint8))
@@ -1025,7 +1032,8 @@ class VideoWriter:
         if returncode or self._error is not None:
             self._log.seek(0)
             lines = self._log.read().decode(errors="replace").strip().splitlines()
-            raise UserError(f"ffmpeg failed (exit status {returncode}): {lines[-1] if lines else self._error}")
+            first = re.sub(r"^(\[[^]]*\] *)+", "", lines[0]) if lines else self._error  # the cause; the rest follow
+            raise UserError(f"ffmpeg failed (exit status {returncode}): {first}")
 
     def abort(self) -> None:
         """Stop at once (after Ctrl-C or an error); the file is left incomplete for the caller to delete."""

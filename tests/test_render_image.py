@@ -7,6 +7,7 @@ import torch
 from PIL import Image, ImageOps
 
 import render_image
+import utils
 from conftest import assert_clean_failure, files_under, run_script, write_noise_image
 from transformer_net import TransformerNet
 from utils import UserError
@@ -210,3 +211,18 @@ def test_the_command_line_reports_bad_input_in_one_line(tmp_path, model_file):
                         "--output-path", output, cwd=tmp_path)
     assert_clean_failure(result, expected, str(model_path))
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_stays_close_to_fp32(tmp_path, model_file, precision):
+    content = write_noise_image(tmp_path / "c.png", 32, 40, seed=10)
+    render(model_file, content, tmp_path / "fp32.png", "--precision", "fp32")
+    render(model_file, content, tmp_path / "low.png", "--precision", precision)
+    difference = np.abs(pixels(tmp_path / "low.png") - pixels(tmp_path / "fp32.png"))
+    assert 0 < difference.mean() < 2  # autocast did run, and the picture is the same to the eye
+
+
+def test_auto_precision_is_fp16_on_cuda_and_fp32_elsewhere():
+    assert utils.choose_precision("auto", torch.device("cuda")) == "fp16"
+    assert utils.choose_precision("auto", torch.device("cpu")) == "fp32"
+    assert utils.choose_precision("auto", torch.device("mps")) == "fp32"

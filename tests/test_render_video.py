@@ -156,6 +156,14 @@ def test_an_interruption_mid_way_leaves_no_file(workdir, tmp_path, monkeypatch, 
     assert files_under(tmp_path / "out") == set()
 
 
+def test_an_encoder_failure_is_one_clear_line_and_leaves_no_file(workdir, tmp_path, monkeypatch):
+    monkeypatch.setattr(utils, "X264_PRESETS", [*utils.X264_PRESETS, "no-such-preset"])
+    with pytest.raises(UserError, match="ffmpeg failed") as error:
+        render(workdir, tmp_path / "out" / "never.mp4", "--preset", "no-such-preset")
+    assert "\n" not in str(error.value)
+    assert files_under(tmp_path / "out") == set()
+
+
 def bad_input(workdir: Path, tmp_path: Path, case: str) -> tuple[list, str]:
     clip, model, out = workdir / "my clip.mp4", workdir / "my model.pth", tmp_path / "out.mp4"
     if case == "missing video":
