@@ -22,7 +22,7 @@ from vgg import load_vgg16
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--teachers", default=None, metavar="A,B,...",
                         help="trained models to merge, separated by commas (any layout render_image.py loads)")
     parser.add_argument("--model1", default=None, help="first teacher (the original flag; same as --teachers A,B)")
@@ -59,6 +59,7 @@ def read_provenance(model_path: Path) -> dict | None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    utils.require_writable_folders(args)
     paths = teacher_paths(args)
     teacher_weights = utils.parse_weights(args.teacher_weights, len(paths), "--teacher-weights")
     device = utils.training_device(args.device)

@@ -6,7 +6,6 @@ every photo at three scales, on a 3x3 grid of positions, plain and mirrored.
     python make_demo_data.py --output data/demo-crops
 """
 
-import argparse
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -31,7 +30,7 @@ def crops(image: Image.Image, size: int) -> list[Image.Image]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--input", default="images/content-images", help="folder of photos (default: %(default)s)")
     parser.add_argument("--output", default="data/demo-crops", help="folder for the crops (default: %(default)s)")
     parser.add_argument("--size", type=utils.positive_int, default=256,

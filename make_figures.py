@@ -5,7 +5,6 @@
 The models were trained with the untrained (random) loss network, see models/README.md.
 """
 
-import argparse
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -61,7 +60,7 @@ def save(figure: Image.Image, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--output-dir", default="images/figures", help="where the figures go (default: %(default)s)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)

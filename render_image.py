@@ -21,7 +21,7 @@ from transformer_net import TransformerNet
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--content-path", "--content-image", dest="content", required=True, metavar="PATH",
                         help="the image to stylise, or a folder: every image below it is rendered")
     parser.add_argument("--model-path", "--model", dest="model", required=True, metavar="PATH",
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs = plan_outputs(content, output, args.format)
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
-    model = utils.load_transformer(args.model, device)
+    model = utils.prepare_for_rendering(utils.load_transformer(args.model, device), precision, args.compile)
     unreadable = []
     for source, target in tqdm(pairs, unit="image", disable=len(pairs) == 1, dynamic_ncols=True):
         try:
@@ -102,7 +102,13 @@ def main(argv: list[str] | None = None) -> None:
             utils.warn(f"skipped: {exc}")
             unreadable.append(source)
             continue
-        utils.save_image(render(model, picture, args, device, precision), target)
+        try:
+            image = render(model, picture, args, device, precision)
+        except utils.TooLarge as exc:
+            smaller = max(1, max(output_size(picture.rgb.size, args)) // 2)
+            other_device = "" if device.type == "cpu" else " or --device cpu"
+            raise utils.TooLarge(f"{source}: {exc}; try --max-size {smaller}{other_device}") from None
+        utils.save_image(image, target)
     if unreadable:
         raise utils.UserError(f"{len(unreadable)} of {len(pairs)} images could not be read (see the warnings "
                               f"above); the others are in {output}")

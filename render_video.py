@@ -33,7 +33,7 @@ crf.__name__ = "integer from 0 to 51"  # argparse names the type in its error me
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--input", required=True, metavar="VIDEO", help="the video to stylise (any OpenCV reads)")
     parser.add_argument("--model", "--model-path", dest="model", required=True, metavar="PATH",
                         help="the model file (.pth or .model)")
@@ -65,6 +65,15 @@ def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
         yield batch
 
 
+def smaller_settings(args: argparse.Namespace, device: torch.device) -> str:
+    """The flags that make a batch smaller than this run's, for when one is too large for the device."""
+    flags = ["--batch-size 1"] if args.batch_size > 1 else []
+    flags.append(f"--resize {args.resize / 2:g}")
+    if device.type != "cpu":
+        flags.append("--device cpu")
+    return " or ".join(flags)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     source = utils.require_file(args.input, "--input")
@@ -75,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         raise utils.UserError("--save-name: the output would overwrite the input")
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
-    model = utils.load_transformer(args.model, device)
+    model = utils.prepare_for_rendering(utils.load_transformer(args.model, device), precision, args.compile)
+    torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once
     ffmpeg = utils.find_ffmpeg()
     info = utils.probe_video(source, ffmpeg)
     size = max(1, round(info.width * args.resize)), max(1, round(info.height * args.resize))
@@ -102,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 for frames in batched(reader, args.batch_size):
                     batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float()
-                    stylised = utils.stylize(model, batch, precision, args.preserve_color, args.strength)
+                    try:
+                        stylised = utils.stylize(model, batch, precision, args.preserve_color, args.strength)
+                    except utils.TooLarge as exc:
+                        raise utils.TooLarge(f"{exc}; try {smaller_settings(args, device)}") from None
                     writer.write(stylised.round().byte().permute(0, 2, 3, 1).contiguous().cpu().numpy())
                     count += len(frames)
                     progress.update(len(frames))
@@ -117,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         reader.close()
         progress.close()
+    if info.frames and count < info.frames - max(1, info.frames // 100):  # the count is an estimate in some files
+        utils.warn(f"only {count} of the {info.frames} frames that {source} announces could be decoded "
+                   "(is it damaged or cut short?): the output is shorter")
     sound = "with sound" if audio_from else "without sound"
     print(f"wrote {output}: {count} frames {encoded[0]}x{encoded[1]} at {float(info.fps):.6g} fps, {sound}")
 

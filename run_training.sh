@@ -3,6 +3,9 @@
 # models into one. Every variable below can be overridden from the environment, e.g.
 #   DATAPATH=~/data/coco STYLES="images/style-images/mosaic.png,images/style-images/strokes.png" bash run_training.sh
 #   METHOD=distill TEACHERS="models/a.pth,models/b.pth" bash run_training.sh
+#   NPROC=4 BATCH_SIZE=4 bash run_training.sh     # 4 GPUs of this machine with torchrun: global batch 16
+# On several machines, run torchrun yourself on each of them, e.g. for 2 machines of 8 GPUs:
+#   torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 train.py --datapath ...
 # Extra arguments are passed on to the Python script (e.g. --max-steps 3 --vgg-weights random).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,16 +23,19 @@ BATCH_SIZE="${BATCH_SIZE:-4}"
 IMAGE_SIZE="${IMAGE_SIZE:-256}"
 VGG_WEIGHTS="${VGG_WEIGHTS:-imagenet}"        # imagenet, random (smoke runs) or a local .pth
 DEVICE="${DEVICE:-auto}"
+NPROC="${NPROC:-1}"                           # processes (GPUs) on this machine; BATCH_SIZE is per process
 
 source ./setup_env.sh
 
 common=(--datapath "$DATAPATH" --save-dir "$SAVE_DIR" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE"
         --image-size "$IMAGE_SIZE" --vgg-weights "$VGG_WEIGHTS" --device "$DEVICE")
 if [ -n "$SAVENAME" ]; then common+=(--savename "$SAVENAME"); fi
+launch=("$PYTHON")
+if [ "$NPROC" -gt 1 ]; then launch=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC"); fi
 
 case "$METHOD" in
-    loss)    exec "$PYTHON" train.py --stylepath "$STYLES" --style-weights "$STYLE_WEIGHTS" "${common[@]}" "$@" ;;
-    distill) exec "$PYTHON" distillation.py --teachers "$TEACHERS" --teacher-weights "$TEACHER_WEIGHTS" \
+    loss)    exec "${launch[@]}" train.py --stylepath "$STYLES" --style-weights "$STYLE_WEIGHTS" "${common[@]}" "$@" ;;
+    distill) exec "${launch[@]}" distillation.py --teachers "$TEACHERS" --teacher-weights "$TEACHER_WEIGHTS" \
                   "${common[@]}" "$@" ;;
     *)       echo "error: METHOD must be loss or distill, not '$METHOD'" >&2; exit 2 ;;
 esac

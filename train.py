@@ -14,7 +14,7 @@ from vgg import content_loss, gram_matrix, load_vgg16, style_loss, total_variati
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--stylepath", required=True,
                         help="style image, or several separated by commas (a,b,c)")
     parser.add_argument("--style-weights", default=None, metavar="W1,W2,...",
@@ -61,6 +61,7 @@ def weights_for_step(step: int, style_weights: list[float], alt: int | None) -> 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    utils.require_writable_folders(args)
     paths = style_paths(args.stylepath)
     style_weights = style_weights_from_args(args, len(paths))
     style_images = [utils.load_rgb(p, args.style_size) for p in paths]

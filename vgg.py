@@ -1,5 +1,6 @@
 """The frozen VGG16 loss network and the perceptual losses built on it."""
 
+import contextlib
 from collections import namedtuple
 from pathlib import Path
 
@@ -107,8 +108,12 @@ def _only_features(state: object, reference: dict[str, torch.Tensor],
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Channel correlations, normalised by C*H*W so layers and image sizes weigh alike."""
     b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    return flat.bmm(flat.transpose(1, 2)) / (c * h * w)
+    flat = features.to(torch.promote_types(features.dtype, torch.float32)).reshape(b, c, h * w)
+    # The sums run over H*W products: keep them in fp32 also under bf16/fp16 autocast.
+    no_autocast = (torch.autocast(features.device.type, enabled=False) if features.device.type in ("cpu", "cuda")
+                   else contextlib.nullcontext())
+    with no_autocast:
+        return flat.bmm(flat.transpose(1, 2)) / (c * h * w)
 
 
 def content_loss(output_features: VggOutputs, content_relu2_2: torch.Tensor) -> torch.Tensor:

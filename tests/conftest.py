@@ -1,3 +1,4 @@
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -50,5 +51,33 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *expected: str) ->
         assert text in errors[0], errors[0]
 
 
+def assert_usage_error(result: subprocess.CompletedProcess, *expected: str) -> None:
+    """The flag parser's refusal of a value: status 2 and stderr is one `error:` line naming it."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], result.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
 def files_under(folder: Path) -> set[Path]:
     return {p.relative_to(folder) for p in folder.rglob("*")}
+
+
+def run_main_in_process(capsys: pytest.CaptureFixture, main, *args: object) -> subprocess.CompletedProcess:
+    """Run a script's main() the way its command line does (utils.run_main), but in this process, so that a
+    test can monkeypatch it: the exit status and its stdout and stderr. An exception that run_main does not
+    turn into an `error:` line propagates (on the command line it would end in a traceback)."""
+    import utils
+
+    capsys.readouterr()  # only this run's output
+    previous = signal.getsignal(signal.SIGTERM)  # run_main installs its own handler
+    try:
+        utils.run_main(main, [str(a) for a in args])
+        status = 0
+    except SystemExit as exc:  # run_main's status for a UserError, or argparse's for a bad flag
+        status = exc.code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    output = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, output.out, output.err)

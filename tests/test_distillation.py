@@ -1,5 +1,6 @@
 import csv
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,14 @@ import torch
 
 import distillation
 import utils
-from conftest import assert_clean_failure, files_under, run_script, write_noise_image
+from conftest import (
+    assert_clean_failure,
+    assert_usage_error,
+    files_under,
+    run_main_in_process,
+    run_script,
+    write_noise_image,
+)
 from transformer_net import TransformerNet
 
 
@@ -136,3 +144,51 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, dataset_dir, t
                         "--max-steps", "1", *extra, cwd=out)
     assert_clean_failure(result, *expected)
     assert files_under(out) == set()
+
+
+class _CreatesAFile:
+    """Unpickling this calls open(path, "w"): a stand-in for a model file that runs code."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+@pytest.mark.parametrize("case", ["negative weight", "zero weights", "truncated teacher",
+                                  "teacher of another architecture", "teacher that runs code",
+                                  "unwritable checkpoint dir"])
+def test_more_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, dataset_dir, teachers, capsys, case):
+    listed = ",".join(map(str, teachers))
+    odd = tmp_path / "odd model.pth"
+    if case == "truncated teacher":
+        odd.write_bytes(teachers[1].read_bytes()[:100_000])
+    elif case == "teacher of another architecture":
+        torch.save({"fc.weight": torch.zeros(10, 4), "fc.bias": torch.zeros(10)}, odd)
+    elif case == "teacher that runs code":
+        odd.write_bytes(pickle.dumps(_CreatesAFile(tmp_path / "created")))
+    extra, expected = {
+        "negative weight": (["--teachers", listed, "--teacher-weights", "1,-1"], ("--teacher-weights", "non-negative")),
+        "zero weights": (["--teachers", listed, "--teacher-weights", "0,0"], ("--teacher-weights", "all zero")),
+        "truncated teacher": (["--teachers", f"{teachers[0]},{odd}"], (str(odd), "truncated or corrupt")),
+        "teacher of another architecture": (["--teachers", f"{teachers[0]},{odd}"], (str(odd), "missing")),
+        "teacher that runs code": (["--teachers", f"{teachers[0]},{odd}"], (str(odd), "pickled objects")),
+        "unwritable checkpoint dir": (["--teachers", listed, "--checkpoint-dir", teachers[0] / "sub"],
+                                      ("--checkpoint-dir", "is a file")),
+    }[case]
+    out = tmp_path / "out"
+    result = run_main_in_process(capsys, distillation.main, *distil_args(dataset_dir, out, "--max-steps", "1"),
+                                 *extra)
+    assert_clean_failure(result, *expected)
+    assert "--vgg-weights random" not in result.stderr  # refused before any training work
+    assert not out.exists() and not (tmp_path / "created").exists()
+
+
+@pytest.mark.parametrize("flags", [["--image-size", "0"], ["--batch-size", "0"], ["--image-size", "-5"]])
+def test_sizes_of_zero_or_less_are_refused_by_the_flag_parser(tmp_path, dataset_dir, teachers, capsys, flags):
+    out = tmp_path / "out"
+    result = run_main_in_process(capsys, distillation.main, *distil_args(dataset_dir, out, "--teachers",
+                                                                         str(teachers[0]), *flags))
+    assert_usage_error(result, flags[0], "invalid positive integer value")
+    assert not out.exists()

@@ -1,4 +1,7 @@
+import errno
+import os
 import pickle
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +10,7 @@ import torch
 from PIL import Image, ImageOps
 
 import render_image
-import utils
-from conftest import assert_clean_failure, files_under, run_script, write_noise_image
+from conftest import assert_clean_failure, files_under, run_main_in_process, run_script, write_noise_image
 from transformer_net import TransformerNet
 from utils import UserError
 
@@ -175,6 +177,15 @@ def bad_input(tmp_path: Path, case: str, model: Path) -> tuple[list, str]:
     if case == "unreadable image":
         (tmp_path / "fake.jpg").write_text("not an image")
         return [tmp_path / "fake.jpg", model, out], "cannot read image"
+    if case == "empty image file":
+        (tmp_path / "empty.png").write_bytes(b"")
+        return [tmp_path / "empty.png", model, out], "cannot read image"
+    if case in ("truncated jpeg", "truncated png"):
+        whole = write_noise_image(tmp_path / ("whole.jpg" if case == "truncated jpeg" else "whole.png"), 120, 160, 1)
+        cut = whole.with_stem("cut")
+        cut.write_bytes(whole.read_bytes()[:len(whole.read_bytes()) * 9 // 10])
+        whole.unlink()
+        return [cut, model, out], "cannot read image"
     if case == "empty folder":
         (tmp_path / "empty").mkdir()
         return [tmp_path / "empty", model, tmp_path / "out"], "no images"
@@ -194,7 +205,8 @@ class _CreatesAFile:
 
 
 @pytest.mark.parametrize("case", ["missing model", "model that runs code", "missing content", "unreadable image",
-                                  "empty folder", "unwritable output", "unknown extension"])
+                                  "empty image file", "truncated jpeg", "truncated png", "empty folder",
+                                  "unwritable output", "unknown extension"])
 def test_bad_input_is_one_clear_line_and_leaves_no_output(tmp_path, model_file, case):
     (content, model_path, output), expected = bad_input(tmp_path, case, model_file)
     before = files_under(tmp_path)
@@ -222,7 +234,54 @@ def test_reduced_precision_stays_close_to_fp32(tmp_path, model_file, precision):
     assert 0 < difference.mean() < 2  # autocast did run, and the picture is the same to the eye
 
 
-def test_auto_precision_is_fp16_on_cuda_and_fp32_elsewhere():
-    assert utils.choose_precision("auto", torch.device("cuda")) == "fp16"
-    assert utils.choose_precision("auto", torch.device("cpu")) == "fp32"
-    assert utils.choose_precision("auto", torch.device("mps")) == "fp32"
+def test_a_full_disk_is_one_clear_line_and_leaves_earlier_outputs_untouched(tmp_path, model_file, capsys,
+                                                                            monkeypatch):
+    for name in ("a.png", "b.png"):
+        write_noise_image(tmp_path / "in" / name, 20, 24, seed=len(name))
+    old = write_noise_image(tmp_path / "out" / "b.png", 10, 10, seed=99)  # from an earlier run
+    old_bytes = old.read_bytes()
+    real_save = Image.Image.save
+
+    def save_on_a_full_disk(image, fp, *args, **kwargs):
+        if not Path(fp).name.startswith(".b."):  # the temporary file of b.png
+            return real_save(image, fp, *args, **kwargs)
+        Path(fp).write_bytes(b"\x89PNG\r\n\x1a\n half an image")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", save_on_a_full_disk)
+    result = run_main_in_process(capsys, render_image.main, "--content-path", tmp_path / "in", "--model-path",
+                                 model_file, "--output-path", tmp_path / "out")
+    assert_clean_failure(result, f"cannot write {tmp_path / 'out' / 'b.png'}: No space left on device")
+    assert files_under(tmp_path / "out") == {Path("a.png"), Path("b.png")}  # no partial temporary file
+    assert old.read_bytes() == old_bytes
+    with Image.open(tmp_path / "out" / "a.png") as image:
+        assert image.size == (24, 20)
+
+
+@pytest.mark.parametrize("error,problem", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "out of memory"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                  "you tried to allocate 21474836480 bytes."), "out of memory"),
+    # CUDA's reflection padding refuses planes past 2^31 values: 35 megapixels and up (seen on an H100)
+    (RuntimeError("input tensor must fit into 32-bit index math"), "too large for the device's 32-bit indexing"),
+], ids=["torch.OutOfMemoryError", "CPU allocator", "CUDA 32-bit indexing"])
+def test_an_image_too_large_for_the_device_suggests_max_size(tmp_path, model_file, capsys, monkeypatch, error,
+                                                             problem):
+    def forward_too_large(self, x):
+        raise error
+
+    content = write_noise_image(tmp_path / "big.jpg", 30, 50, seed=2)
+    monkeypatch.setattr(TransformerNet, "forward", forward_too_large)
+    before = files_under(tmp_path)
+    result = run_main_in_process(capsys, render_image.main, "--content-path", content, "--model-path", model_file,
+                                 "--output-path", tmp_path / "out.jpg", "--device", "cpu")
+    assert_clean_failure(result, f"{content}: {problem} at 50x30 on cpu; try --max-size 25")
+    assert files_under(tmp_path) == before
+
+
+def test_outputs_get_the_permissions_of_any_new_file(tmp_path, model_file):
+    content = write_noise_image(tmp_path / "c.png", 20, 24, seed=4)
+    render(model_file, content, tmp_path / "out.jpg")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out.jpg").stat().st_mode) == 0o666 & ~umask  # not the temp file's 0600

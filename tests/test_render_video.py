@@ -11,7 +11,7 @@ import torch
 
 import render_video
 import utils
-from conftest import assert_clean_failure, files_under, run_script
+from conftest import assert_clean_failure, assert_usage_error, files_under, run_main_in_process, run_script
 from transformer_net import TransformerNet
 from utils import UserError
 
@@ -171,8 +171,21 @@ def bad_input(workdir: Path, tmp_path: Path, case: str) -> tuple[list, str]:
     if case == "unreadable video":
         (tmp_path / "fake.mp4").write_text("not a video")
         return [tmp_path / "fake.mp4", model, out], "cannot read video"
+    if case == "empty file":
+        (tmp_path / "empty.mp4").write_bytes(b"")
+        return [tmp_path / "empty.mp4", model, out], "cannot read video"
+    if case == "0-frame video":
+        subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=12", "-frames:v", "0",
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-y", str(tmp_path / "no frames.mp4")], check=True)
+        return [tmp_path / "no frames.mp4", model, out], "cannot read video"
+    if case == "truncated video":  # a download cut off: ffmpeg writes the index at the end, so it is lost
+        (tmp_path / "cut.mp4").write_bytes(clip.read_bytes()[:clip.stat().st_size // 2])
+        return [tmp_path / "cut.mp4", model, out], "cannot read video"
     if case == "missing model":
         return [clip, tmp_path / "nope.pth", out], "nope.pth"
+    if case == "truncated model":
+        (tmp_path / "cut.pth").write_bytes(model.read_bytes()[:100_000])
+        return [clip, tmp_path / "cut.pth", out], "truncated or corrupt"
     if case == "unwritable output":
         (tmp_path / "a file").write_text("")
         return [clip, model, tmp_path / "a file" / "out.mp4"], "cannot write"
@@ -180,7 +193,8 @@ def bad_input(workdir: Path, tmp_path: Path, case: str) -> tuple[list, str]:
     return [clip, model, tmp_path / "out.gif"], "should end in"
 
 
-@pytest.mark.parametrize("case", ["missing video", "unreadable video", "missing model", "unwritable output",
+@pytest.mark.parametrize("case", ["missing video", "unreadable video", "empty file", "0-frame video",
+                                  "truncated video", "missing model", "truncated model", "unwritable output",
                                   "unknown extension"])
 def test_bad_input_is_one_clear_line_and_leaves_no_output(workdir, tmp_path, case):
     (clip, model, output), expected = bad_input(workdir, tmp_path, case)
@@ -199,3 +213,73 @@ def test_the_command_line_reports_an_unreadable_video_in_one_line(workdir, tmp_p
     assert result.stderr.strip().splitlines() == [line for line in result.stderr.strip().splitlines()
                                                   if line.startswith("error:")]  # nothing from OpenCV either
     assert files_under(tmp_path) == before
+
+
+def test_a_video_without_sound_renders_without_sound(workdir, tmp_path, capsys):
+    clip = make_clip(tmp_path / "silent clip.mp4", size="32x24", seconds=1, audio=None)
+    result = run_main_in_process(capsys, render_video.main, "--input", clip, "--model", workdir / "my model.pth",
+                                 "--save-name", tmp_path / "out.mp4", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr and "without sound" in result.stdout
+    assert "Audio:" not in streams(tmp_path / "out.mp4")
+    assert len(frames(tmp_path / "out.mp4")) == len(frames(clip)) == 12
+
+
+def test_a_video_cut_short_renders_the_frames_it_has_with_a_warning(workdir, tmp_path, capsys):
+    whole = tmp_path / "whole.mp4"  # the index at the start (as streamed files have it), so half a file plays
+    subprocess.run([FFMPEG, "-v", "error", "-i", str(workdir / "my clip.mp4"), "-c", "copy", "-movflags", "+faststart",
+                    "-y", str(whole)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    render(workdir, tmp_path / "out.mp4", clip=cut)
+    decoded = len(frames(tmp_path / "out.mp4"))
+    assert 0 < decoded == len(frames(cut)) < 24
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"only {decoded} of the 24 frames" in warnings[0]
+
+
+def test_a_full_disk_is_one_clear_line_and_leaves_the_earlier_output_untouched(workdir, tmp_path, capsys, monkeypatch):
+    if not Path("/dev/full").exists():
+        pytest.skip("needs Linux's /dev/full")
+    fake = tmp_path / "ffmpeg"  # the real ffmpeg, but an encode writes to /dev/full: every write fails with ENOSPC
+    fake.write_text(f"""#!/bin/bash
+if [[ " $* " == *" pipe:0 "* ]]; then
+    set -- "${{@:1:$#-1}}" -f mp4 /dev/full
+fi
+exec {FFMPEG} "$@"
+""")
+    fake.chmod(0o755)
+    monkeypatch.setattr(utils, "find_ffmpeg", lambda: str(fake))
+    output = tmp_path / "out" / "styled.mp4"
+    output.parent.mkdir()
+    output.write_bytes(b"an earlier render")
+    result = run_main_in_process(capsys, render_video.main, "--input", workdir / "my clip.mp4", "--model",
+                                 workdir / "my model.pth", "--save-name", output, "--device", "cpu")
+    assert_clean_failure(result, "ffmpeg failed", "No space left on device")
+    assert files_under(tmp_path / "out") == {Path("styled.mp4")}
+    assert output.read_bytes() == b"an earlier render"
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                 "you tried to allocate 21474836480 bytes."),
+], ids=["torch.OutOfMemoryError", "CPU allocator"])
+def test_frames_too_large_for_memory_suggest_smaller_settings(workdir, tmp_path, capsys, monkeypatch, error):
+    def forward_out_of_memory(self, x):
+        raise error
+
+    monkeypatch.setattr(TransformerNet, "forward", forward_out_of_memory)
+    result = run_main_in_process(capsys, render_video.main, "--input", workdir / "my clip.mp4", "--model",
+                                 workdir / "my model.pth", "--save-name", tmp_path / "out" / "never.mp4",
+                                 "--device", "cpu")
+    assert_clean_failure(result, "out of memory at 64x48 (4 frames at once) on cpu; try --batch-size 1 or --resize 0.5")
+    assert files_under(tmp_path / "out") == set()
+
+
+@pytest.mark.parametrize("flags", [["--batch-size", "0"], ["--batch-size", "-1"]])
+def test_a_batch_size_of_zero_or_less_is_refused_by_the_flag_parser(workdir, tmp_path, capsys, flags):
+    result = run_main_in_process(capsys, render_video.main, "--input", workdir / "my clip.mp4", "--model",
+                                 workdir / "my model.pth", "--save-name", tmp_path / "out.mp4", *flags)
+    assert_usage_error(result, "--batch-size", "invalid positive integer value")
+    assert files_under(tmp_path) == set()

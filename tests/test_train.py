@@ -1,12 +1,26 @@
+import contextlib
 import csv
+import errno
+import io
 import json
+import os
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 import train
-from conftest import assert_clean_failure, files_under, run_script
+import utils
+from conftest import (
+    assert_clean_failure,
+    assert_usage_error,
+    files_under,
+    run_main_in_process,
+    run_script,
+    write_noise_image,
+)
 from transformer_net import TransformerNet
 
 
@@ -168,3 +182,142 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, dataset_dir, s
     else:
         assert_clean_failure(result, *expected)
     assert files_under(out) == set()
+
+
+@pytest.mark.parametrize("flags", [["--image-size", "0"], ["--image-size", "-1"], ["--batch-size", "-2"]])
+def test_sizes_of_zero_or_less_are_refused_by_the_flag_parser(tmp_path, dataset_dir, style_files, capsys, flags):
+    before = files_under(tmp_path)
+    result = run_main_in_process(capsys, train.main, *train_args(dataset_dir, tmp_path, style_files[:1], *flags))
+    assert_usage_error(result, flags[0], "invalid positive integer value")
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("flag", ["--save-dir", "--checkpoint-dir", "--log-dir"])
+def test_an_output_folder_that_cannot_be_made_fails_at_once(tmp_path, dataset_dir, style_files, capsys, flag):
+    blocker = tmp_path / "a file"
+    blocker.write_text("in the way")
+    args = train_args(dataset_dir, tmp_path / "out", style_files[:1], "--max-steps", "1")
+    args[args.index(flag) + 1] = str(blocker / "sub")
+    result = run_main_in_process(capsys, train.main, *args)
+    assert_clean_failure(result, flag, "a file")
+    assert "--vgg-weights random" not in result.stderr  # it failed before building the loss network
+    assert not (tmp_path / "out").exists() and blocker.read_text() == "in the way"
+
+
+def test_an_unreadable_style_image_is_one_clear_line(tmp_path, dataset_dir, style_files, capsys):
+    fake = tmp_path / "style.png"
+    fake.write_text("not an image")
+    result = run_main_in_process(capsys, train.main, *train_args(dataset_dir, tmp_path / "out", [style_files[0], fake]))
+    assert_clean_failure(result, "cannot read image", str(fake))
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_jpeg_and_png_photos_are_skipped_with_a_warning(tmp_path, dataset_dir, style_files, capsys):
+    jpeg = write_noise_image(tmp_path / "whole.jpg", 120, 160, seed=20)
+    png = write_noise_image(tmp_path / "whole.png", 60, 80, seed=21)
+    (dataset_dir / "cut.jpg").write_bytes(jpeg.read_bytes()[:len(jpeg.read_bytes()) * 9 // 10])
+    (dataset_dir / "cut.png").write_bytes(png.read_bytes()[:len(png.read_bytes()) // 2])
+    # 8 files at batch 2: the 4 steps of one epoch ask for every file once.
+    train.main(train_args(dataset_dir, tmp_path, style_files[:1], "--max-steps", "4", "--savename", "m"))
+    assert (tmp_path / "models" / "m.pth").is_file()
+    err = capsys.readouterr().err.splitlines()
+    for name in ("cut.jpg", "cut.png"):
+        warnings = [line for line in err if name in line]
+        assert warnings and all(line.startswith("warning: skipping") for line in warnings), (name, err)
+
+
+def full_disk_save(fail_when: Callable[[Path], bool]) -> Callable:
+    """torch.save that, for the files `fail_when` picks, writes half of the data and fails as a full disk does."""
+    real_save = torch.save
+
+    def save(obj, file, *args, **kwargs):
+        name = Path(getattr(file, "name", file))
+        if not fail_when(name):
+            return real_save(obj, file, *args, **kwargs)
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        half = buffer.getvalue()[:len(buffer.getvalue()) // 2]
+        file.write(half) if hasattr(file, "write") else name.write_bytes(half)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    return save
+
+
+@pytest.mark.parametrize("failing", ["checkpoint", "model"])
+def test_a_full_disk_is_one_clear_line_and_leaves_no_partial_file(tmp_path, dataset_dir, style_files, capsys,
+                                                                   monkeypatch, failing):
+    if failing == "checkpoint":  # the checkpoint of step 1 is written, the one of step 2 is not
+        monkeypatch.setattr(torch, "save", full_disk_save(lambda path: "m_step0000002" in path.name))
+        expected = str(tmp_path / "checkpoints" / "m_step0000002.pth")
+    else:
+        monkeypatch.setattr(torch, "save", full_disk_save(lambda path: path.parent.name == "models"))
+        expected = str(tmp_path / "models" / "m.pth")
+    result = run_main_in_process(capsys, train.main, *train_args(dataset_dir, tmp_path, style_files[:1], "--max-steps",
+                                                                 "3", "--checkpoint-interval", "1", "--savename", "m"))
+    assert_clean_failure(result, f"cannot write {expected}: No space left on device")
+    written = {Path("m_step0000001.pth")} if failing == "checkpoint" else {
+        Path(f"m_step000000{i}.pth") for i in (1, 2, 3)}
+    assert files_under(tmp_path / "checkpoints") == written  # no partial file, not even a temporary one
+    for name in written:
+        utils.load_checkpoint(tmp_path / "checkpoints" / name)
+    assert files_under(tmp_path / "models") == set()
+
+
+def test_a_really_full_disk_is_a_clear_error_not_a_runtime_error_from_torch(tmp_path, monkeypatch):
+    if not Path("/dev/full").exists():
+        pytest.skip("needs Linux's /dev/full")
+
+    @contextlib.contextmanager
+    def into_dev_full(path):
+        yield Path("/dev/full")  # every write there fails with ENOSPC
+
+    monkeypatch.setattr(utils, "atomic_path", into_dev_full)
+    with pytest.raises(utils.UserError, match="cannot write .*m.pth: No space left on device"):
+        utils.torch_save({"weight": torch.zeros(1000)}, tmp_path / "m.pth")
+    with pytest.raises(utils.UserError, match="cannot write .*m.json: No space left on device"):
+        utils.save_json({"a": 1}, tmp_path / "m.json")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "a model file", "another architecture", "pickle that runs code"])
+def test_a_checkpoint_that_cannot_be_resumed_from_is_refused_in_one_line(tmp_path, kind):
+    path = tmp_path / f"{kind}.pth"
+    model = TransformerNet().state_dict()
+    checkpoint = {"model": model, "optimizer": {}, "step": 2}
+    if kind == "truncated":
+        torch.save(checkpoint, path)
+        path.write_bytes(path.read_bytes()[:200_000])
+    elif kind == "a model file":
+        torch.save(model, path)
+    elif kind == "another architecture":
+        torch.save({**checkpoint, "model": {"fc.weight": torch.zeros(2, 2)}}, path)
+    else:
+        path.write_bytes(pickle.dumps(_CreatesAFile(tmp_path / "created")))
+    reason = {"truncated": "truncated or corrupt", "a model file": "not a training checkpoint",
+              "another architecture": "missing", "pickle that runs code": "pickled objects"}[kind]
+    with pytest.raises(utils.UserError) as error:
+        utils.load_checkpoint(path)
+    message = str(error.value)
+    assert message.startswith(f"--resume: {path}") and reason in message and "\n" not in message, message
+    assert not (tmp_path / "created").exists()
+
+
+def test_resuming_from_a_truncated_checkpoint_fails_before_writing_anything(tmp_path, dataset_dir, style_files,
+                                                                             capsys):
+    checkpoint = tmp_path / "cut.pth"
+    torch.save({"model": TransformerNet().state_dict(), "optimizer": {}, "step": 2}, checkpoint)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100_000])
+    out = tmp_path / "out"
+    result = run_main_in_process(capsys, train.main, *train_args(dataset_dir, out, style_files[:1],
+                                                                 "--resume", checkpoint))
+    assert_clean_failure(result, "--resume", "truncated or corrupt")
+    assert not out.exists()
+
+
+class _CreatesAFile:
+    """Unpickling this calls open(path, "w"): a stand-in for a file that runs code."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")

@@ -1,0 +1,104 @@
+"""Training runs that are killed or stopped mid-way: real train.py processes and real signals."""
+
+import csv
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+import utils
+from conftest import ROOT
+
+STEPS = 40  # at 32 pixels, enough that the run is still going when its first checkpoint (step 2) appears
+
+
+def train_args(dataset_dir: Path, out: Path, styles: list[Path], *extra: str) -> list[str]:
+    # 6 photos at batch 2: 3 steps an epoch, so the checkpoints every 2 steps fall mid-epoch too.
+    return ["--datapath", str(dataset_dir), "--stylepath", ",".join(map(str, styles[:2])), "--vgg-weights", "random",
+            "--image-size", "32", "--batch-size", "2", "--device", "cpu", "--max-steps", str(STEPS),
+            "--epochs", "100", "--checkpoint-interval", "2", "--log-interval", "1", "--savename", "m",
+            "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
+            "--checkpoint-dir", str(out / "checkpoints"), *extra]
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints under their final names (a write in progress has a hidden temporary name)."""
+    return sorted(p for p in folder.glob("*.pth") if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+def start_and_wait_for_a_checkpoint(args: list[str], cwd: Path) -> tuple[subprocess.Popen, Path]:
+    """Start train.py and return as soon as its first checkpoint is complete, while it is still training."""
+    stderr = cwd / "stderr.txt"
+    with stderr.open("w") as file:  # a file, not a pipe: a full pipe would stall the process
+        process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                                   stderr=file)
+    deadline = time.monotonic() + 240
+    while not checkpoints(Path(args[args.index("--checkpoint-dir") + 1])):
+        if process.poll() is not None:
+            pytest.fail(f"train.py ended (status {process.returncode}) before its first checkpoint could be "
+                        f"caught; make the run longer. Its stderr:\n{stderr.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("no checkpoint appeared within 240 s")
+        time.sleep(0.005)
+    return process, stderr
+
+
+def state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+@pytest.fixture
+def uninterrupted(tmp_path, dataset_dir, style_files) -> dict[str, torch.Tensor]:
+    train.main(train_args(dataset_dir, tmp_path / "uninterrupted", style_files))
+    return state(tmp_path / "uninterrupted" / "models" / "m.pth")
+
+
+def test_sigkill_leaves_loadable_checkpoints_and_resuming_ends_with_the_same_weights(tmp_path, dataset_dir,
+                                                                                     style_files, uninterrupted):
+    out = tmp_path / "killed"
+    out.mkdir()
+    args = train_args(dataset_dir, out, style_files)
+    process, _ = start_and_wait_for_a_checkpoint(args, out)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "train.py was no longer running when it was killed"
+
+    # Every checkpoint under its final name is complete; the model was never written, not even in part.
+    steps = [utils.load_checkpoint(path)["step"] for path in checkpoints(out / "checkpoints")]
+    assert steps and steps == sorted(steps) and max(steps) < STEPS
+    assert not (out / "models" / "m.pth").exists() and not (out / "models" / "m.json").exists()
+
+    latest = checkpoints(out / "checkpoints")[-1]
+    train.main([*args, "--resume", str(latest)])
+    resumed = state(out / "models" / "m.pth")
+    assert resumed.keys() == uninterrupted.keys()
+    for key in resumed:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
+    with open(out / "logs" / "m.csv") as file:  # the rows the killed run wrote past its checkpoint are dropped
+        assert [int(row["step"]) for row in csv.DictReader(file)] == list(range(1, STEPS + 1))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_or_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path, dataset_dir, style_files, signum):
+    args = train_args(dataset_dir, tmp_path, style_files)
+    process, stderr = start_and_wait_for_a_checkpoint(args, tmp_path)
+    process.send_signal(signum)
+    process.wait(timeout=120)
+    text = stderr.read_text()
+    assert process.returncode not in (0, None), text
+    assert process.returncode != -signum, "the signal killed train.py instead of stopping it"
+    assert "Traceback" not in text, text
+    resume = [line for line in text.splitlines() if "--resume" in line]
+    assert len(resume) == 1 and resume[0].startswith("error: interrupted at step"), text
+    path = Path(shlex.split(resume[0].split("--resume", 1)[1])[0])
+    checkpoint = utils.load_checkpoint(path)
+    assert f"interrupted at step {checkpoint['step']}/{STEPS}" in resume[0]
+    assert 2 <= checkpoint["step"] < STEPS
+    assert not (tmp_path / "models" / "m.pth").exists()

@@ -1,0 +1,153 @@
+"""Every fast path gives the fp32 eager result (within stated bounds), so a speed-up cannot change results."""
+
+import copy
+import csv
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+import benchmark
+import train
+import utils
+from conftest import write_noise_image
+from transformer_net import TransformerNet
+from vgg import gram_matrix
+
+
+@pytest.fixture(scope="module")
+def model() -> TransformerNet:
+    """A random network whose output spans the 0-255 range, like a trained one."""
+    torch.manual_seed(0)
+    network = TransformerNet().eval()
+    with torch.no_grad():
+        network.deconv3.conv2d.weight.mul_(30)
+        network.deconv3.conv2d.bias.fill_(128)
+    return network
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    torch.manual_seed(1)
+    smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 7) * 255, size=(45, 61), mode="bicubic")
+    return smooth.clamp(0, 255)
+
+
+def eager(model: TransformerNet, batch: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(batch).clamp(0, 255)
+
+
+def test_stylize_in_fp32_is_exactly_the_eager_forward(model, photo):
+    assert torch.equal(utils.stylize(model, photo, "fp32"), eager(model, photo))
+
+
+def test_channels_last_gives_the_nchw_result(model, photo):
+    reference = eager(model, photo)
+    fast = utils.stylize(model.to(memory_format=torch.channels_last),
+                         photo.contiguous(memory_format=torch.channels_last), "fp32")
+    model.to(memory_format=torch.contiguous_format)
+    assert benchmark.psnr(fast, reference) > 60
+
+
+def test_a_batch_gives_each_frame_its_own_result(model, photo):
+    other = photo.flip(-1)
+    together = utils.stylize(model, torch.cat([photo, other]), "fp32")
+    assert benchmark.psnr(together[:1], eager(model, photo)) > 60
+    assert benchmark.psnr(together[1:], eager(model, other)) > 60
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_keeps_40_db(model, photo, precision):
+    try:
+        utils.choose_precision(precision, torch.device("cpu"))
+    except utils.UserError:
+        pytest.skip(f"{precision} autocast is not available on the CPU in torch {torch.__version__}")
+    assert benchmark.psnr(utils.stylize(model, photo, precision), eager(model, photo)) >= 40
+
+
+def test_bf16_weights_for_rendering_keep_40_db(model, photo):
+    try:
+        utils.choose_precision("bf16", torch.device("cpu"))
+    except utils.UserError:
+        pytest.skip(f"bf16 is not available on the CPU in torch {torch.__version__}")
+    prepared = utils.prepare_for_rendering(copy.deepcopy(model), "bf16")
+    assert next(prepared.parameters()).dtype == torch.bfloat16  # converted once, not autocast per layer
+    result = utils.stylize(prepared, photo, "bf16")
+    assert result.dtype == torch.float32 and result.shape == photo.shape
+    assert benchmark.psnr(result, eager(model, photo)) >= 40
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="torch.compile needs a C++ compiler")
+def test_compiled_rendering_gives_the_eager_result(model, photo):
+    compiled = utils.prepare_for_rendering(copy.deepcopy(model), "fp32", compile=True)
+    assert benchmark.psnr(utils.stylize(compiled, photo, "fp32"), eager(model, photo)) > 60
+
+
+@pytest.mark.parametrize("native,expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_on_the_cpu_is_bf16_only_where_it_is_native(monkeypatch, native, expected):
+    monkeypatch.setattr(utils, "cpu_has_fast_bf16", lambda: native)
+    assert utils.choose_precision("auto", torch.device("cpu")) == expected
+    assert utils.training_precision("auto", torch.device("cpu")) == expected
+    assert utils.choose_precision("auto", torch.device("cuda")) == "fp16"
+    assert utils.choose_precision("auto", torch.device("mps")) == "fp32"
+
+
+def test_fp16_training_is_refused_off_cuda():
+    with pytest.raises(utils.UserError, match="needs CUDA"):
+        utils.training_precision("fp16", torch.device("cpu"))
+
+
+def test_gram_matrices_stay_fp32_under_autocast():
+    features = torch.rand(2, 8, 5, 6) * 10
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = gram_matrix(features.bfloat16())
+    assert gram.dtype == torch.float32
+    torch.testing.assert_close(gram, gram_matrix(features.bfloat16().float()))
+
+
+def test_bf16_training_follows_the_fp32_losses(tmp_path, dataset_dir, style_files):
+    def run(precision):
+        out = tmp_path / precision
+        train.main(["--datapath", str(dataset_dir), "--stylepath", str(style_files[0]), "--vgg-weights", "random",
+                    "--image-size", "32", "--batch-size", "2", "--max-steps", "6", "--log-interval", "1",
+                    "--device", "cpu", "--precision", precision, "--savename", "m.pth", "--save-dir", str(out),
+                    "--log-dir", str(out), "--checkpoint-dir", str(out)])
+        with open(out / "m.csv", newline="") as log:
+            losses = [float(row["total"]) for row in csv.DictReader(log)]
+        return losses, json.loads((out / "m.json").read_text())
+
+    fp32, fp32_provenance = run("fp32")
+    bf16, bf16_provenance = run("bf16")
+    assert (fp32_provenance["precision"], bf16_provenance["precision"]) == ("fp32", "bf16")
+    assert fp32 != bf16  # autocast did change the arithmetic
+    for a, b in zip(fp32, bf16, strict=True):
+        assert abs(b / a - 1) < 0.05
+
+
+def test_network_flops_match_a_count_by_hand():
+    # per output pixel of each conv: 2 * C_in * C_out * k * k; stride-2 layers at 1/4 and 1/16 of the pixels
+    full = 2 * (3 * 32 * 81 + 64 * 32 * 9 + 32 * 3 * 81)
+    half = 2 * (32 * 64 * 9 + 128 * 64 * 9)
+    quarter = 2 * (64 * 128 * 9 + 10 * 128 * 128 * 9)
+    pixels = 1280 * 720
+    expected = (pixels * full + pixels / 4 * half + pixels / 16 * quarter) / 1e9
+    assert math.isclose(benchmark.network_gflop(1280, 720), expected, rel_tol=1e-9)
+
+
+def test_benchmark_quick_render_run_writes_its_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(benchmark, "SIZES", {"256": (48, 40)})
+    monkeypatch.setattr(benchmark, "MODELS", [tmp_path / "no model here.pth"])
+    write_noise_image(tmp_path / "photo.jpg", 60, 80, seed=3)
+    monkeypatch.setattr(benchmark, "PHOTO", tmp_path / "photo.jpg")
+    benchmark.main(["--parts", "render", "--sizes", "256", "--batches", "2", "--repeats", "1", "--seconds", "0.05",
+                    "--device", "cpu", "--precisions", "fp32", "--json", str(tmp_path / "b.json")])
+    results = json.loads((tmp_path / "b.json").read_text())
+    paths = [row["path"] for row in results["render"]]
+    assert paths == ["baseline: eager fp32 NCHW, batch 1", "stylize fp32 NCHW, batch 1", "stylize fp32 NCHW, batch 2",
+                     "stylize fp32 channels_last, batch 1"]
+    assert all(row["fps"] > 0 and row["psnr_db"] >= 40 for row in results["render"])
+    assert results["matmul_gflops"]["fp32"] > 0
+    assert "stylize fp32 channels_last" in capsys.readouterr().out

@@ -1,0 +1,90 @@
+"""The demo a new user gets in a fresh clone: bundled models, their provenance, render_image.sh and the figures."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import make_figures
+import render_image
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+REQUIRED = ["stained-glass.pth", "brush-strokes.pth", "blend.pth", "distilled.pth"]
+SHIPPED = sorted(MODELS.rglob("*.pth"))
+PHOTO = ROOT / "images/content-images/coffee.jpg"
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.float64)
+
+
+def test_every_demo_model_is_shipped_compactly():
+    assert {p.name for p in SHIPPED} >= set(REQUIRED)
+    assert sum(p.stat().st_size for p in SHIPPED) < 21 * 1024 * 1024  # fp16 tensors: 3.4 MB each
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_a_shipped_model_stylises_the_shipped_photo_at_its_size(tmp_path, name):
+    output = tmp_path / "out.png"
+    render_image.main(["--content-path", str(PHOTO), "--model-path", str(MODELS / name),
+                       "--output-path", str(output), "--device", "cpu"])
+    result, content = pixels(output), pixels(PHOTO)
+    assert result.shape == content.shape
+    assert np.abs(result - content).mean() > 20  # restyled, not the photo passed through
+
+
+@pytest.mark.parametrize("model", SHIPPED, ids=lambda p: p.name)
+def test_each_shipped_model_has_provenance_naming_its_command(model):
+    provenance = json.loads(model.with_suffix(".json").read_text())
+    script = "distillation.py" if provenance["method"] == "distillation" else "train.py"
+    assert provenance["command"].startswith(f"python {script} ")
+    assert f"--savename {model.name}" in provenance["command"]
+    assert provenance["vgg_weights"] == "random"  # said plainly in models/README.md and the README
+    assert provenance["steps"] > 0 and provenance["image_size"] > 0 and provenance["wall_time_s"] > 0
+    assert provenance["machine"]
+    assert model.name in (MODELS / "README.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_render_image_sh_without_arguments_works_in_a_fresh_copy(tmp_path):
+    stamp = Path(sys.prefix) / ".requirements.sha256"
+    if not stamp.exists():
+        pytest.skip("not running inside a venv made by setup_env.sh")
+    clone = tmp_path / "fresh clone"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    for name in tracked or []:
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    for needed in ["render_image.sh", "render_image.py", "models/blend.pth", "images/content-images/coffee.jpg"]:
+        if not (clone / needed).exists():  # not committed yet: take it from the working tree
+            (clone / needed).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / needed, clone / needed)
+    environment = {**os.environ, "VENV_DIR": sys.prefix}  # the venv this suite runs in: no reinstall
+    result = subprocess.run(["bash", "render_image.sh"], cwd=clone, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    output = clone / "output/coffee-blend.jpg"
+    assert str(output.relative_to(clone)) in result.stdout + result.stderr  # says where the result is
+    assert pixels(output).shape == pixels(PHOTO).shape
+
+
+def test_the_readme_figures_are_what_make_figures_regenerates(tmp_path):
+    make_figures.main(["--output-dir", str(tmp_path)])
+    committed = sorted((ROOT / "images/figures").glob("*.jpg"))
+    assert {p.name for p in committed} == {p.name for p in tmp_path.glob("*.jpg")} >= {
+        "gallery.jpg", "methods.jpg", "interpolation.jpg"}
+    readme = (ROOT / "README.md").read_text()
+    for path in committed:
+        assert f"images/figures/{path.name}" in readme
+        regenerated = pixels(tmp_path / path.name)
+        assert regenerated.shape == pixels(path).shape
+        assert np.abs(regenerated - pixels(path)).mean() < 1.5, path.name  # JPEG and CPU rounding only
