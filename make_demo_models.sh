@@ -15,7 +15,7 @@ DATAPATH="${DATAPATH:-data/demo-crops}"   # made by make_demo_data.py when missi
 VGG_WEIGHTS="${VGG_WEIGHTS:-random}"
 IMAGE_SIZE="${IMAGE_SIZE:-128}"
 STYLE_SIZE="${STYLE_SIZE:-256}"
-STEPS="${STEPS:-600}"
+STEPS="${STEPS:-400}"
 DEVICE="${DEVICE:-auto}"
 GLASS=images/style-images/stained-glass.png
 STROKES=images/style-images/brush-strokes.jpg
@@ -24,7 +24,7 @@ source ./setup_env.sh
 if [ ! -d "$DATAPATH" ]; then "$PYTHON" make_demo_data.py --output "$DATAPATH"; fi
 
 common=(--datapath "$DATAPATH" --image-size "$IMAGE_SIZE" --max-steps "$STEPS" --epochs 100000 --seed 0
-        --vgg-weights "$VGG_WEIGHTS" --device "$DEVICE" --save-fp16 --log-dir logs/demo
+        --vgg-weights "$VGG_WEIGHTS" --device "$DEVICE" --precision fp32 --save-fp16 --log-dir logs/demo
         --checkpoint-dir checkpoints/demo --log-interval 25)
 train() { "$PYTHON" train.py --style-size "$STYLE_SIZE" "${common[@]}" "$@"; }
 
