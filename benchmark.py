@@ -218,11 +218,18 @@ def make_clip(path: Path, seconds: float, width: int = 256, height: int = 144) -
                     "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)], check=True)
 
 
+# Peak RSS from /proc's VmHWM: getrusage's ru_maxrss survives exec on Linux, so a child started by a big
+# benchmark process would report the parent's peak.
 _CHILD = """import resource, sys, time
 import render_video
 start = time.perf_counter()
 render_video.main(sys.argv[1:])
-print("BENCH", time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+seconds = time.perf_counter() - start
+try:
+    peak_kib = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+except OSError:
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+print("BENCH", seconds, peak_kib)
 """
 
 
@@ -409,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
             raise utils.UserError(f"--precisions: unknown {precision} (choose from fp32, bf16, fp16)")
         utils.choose_precision(precision, device)
     results = {"machine": machine(device), "command": utils.command_line("benchmark.py", argv)}
-    print(f"{results['machine']['device']}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"{results['machine']['device']}, {torch.get_num_threads()} threads, "
           f"CPU capability {results['machine']['cpu_capability']}, native bf16: {results['machine']['native_bf16']}")
 
     limits = {p: matmul_gflops(p, device) for p in sorted({"fp32", *args.precisions, "bf16"} & set(DTYPES))
