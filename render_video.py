@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"the output video: {', '.join(sorted(utils.VIDEO_SUFFIXES))}")
     parser.add_argument("--resize", type=utils.positive_float, default=1.0, metavar="F",
                         help="output scale, the aspect ratio kept: 0.5 halves width and height (default: %(default)s)")
-    parser.add_argument("--batch-size", type=utils.positive_int, default=4, metavar="N",
-                        help="frames stylised at once (default: %(default)s)")
+    parser.add_argument("--batch-size", type=utils.positive_int, default=None, metavar="N",
+                        help="frames stylised at once (default: 4 on CUDA; 1 elsewhere, where benchmark.py measured "
+                             "batches as slower per frame)")
     parser.add_argument("--crf", type=crf, default=18, metavar="N",
                         help="H.264 quality, 0-51: lower is better and bigger; 18 looks like the source, 23 is "
                              "ffmpeg's default (default: %(default)s)")
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     if output.exists() and output.resolve() == source.resolve():
         raise utils.UserError("--save-name: the output would overwrite the input")
     device = utils.choose_device(args.device)
+    args.batch_size = args.batch_size or (4 if device.type == "cuda" else 1)
     precision = utils.choose_precision(args.precision, device)
     model = utils.prepare_for_rendering(utils.load_transformer(args.model, device), precision, args.compile)
     torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once

@@ -10,7 +10,7 @@ MODEL="${MODEL:-models/blend.pth}"                          # from train.py, the
 INPUT="${INPUT:-images/demo-clip.mp4}"                      # any video OpenCV reads
 SAVE_NAME="${SAVE_NAME:-output/demo-clip-blend.mp4}"        # .mp4, .m4v, .mov, .mkv or .avi
 RESIZE="${RESIZE:-1.0}"                                     # output scale: 0.5 halves width and height
-BATCH_SIZE="${BATCH_SIZE:-4}"                               # frames stylised at once
+BATCH_SIZE="${BATCH_SIZE:-}"                                # frames stylised at once (empty: 4 on CUDA, 1 on the CPU)
 DEVICE="${DEVICE:-auto}"                                    # auto, cpu, cuda or mps
 PRECISION="${PRECISION:-auto}"                              # auto, fp32, bf16 or fp16
 
@@ -18,6 +18,8 @@ if [ ! -f "$MODEL" ]; then
     echo "error: no model at $MODEL: train one with run_training.sh, or set MODEL=path/to/model.pth" >&2
     exit 1
 fi
+extra=()
+if [ -n "$BATCH_SIZE" ]; then extra+=(--batch-size "$BATCH_SIZE"); fi
 source ./setup_env.sh
 exec "$PYTHON" render_video.py --input "$INPUT" --model "$MODEL" --save-name "$SAVE_NAME" --resize "$RESIZE" \
-    --batch-size "$BATCH_SIZE" --device "$DEVICE" --precision "$PRECISION" "$@"
+    --device "$DEVICE" --precision "$PRECISION" ${extra[@]+"${extra[@]}"} "$@"

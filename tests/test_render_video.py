@@ -272,7 +272,7 @@ def test_frames_too_large_for_memory_suggest_smaller_settings(workdir, tmp_path,
     monkeypatch.setattr(TransformerNet, "forward", forward_out_of_memory)
     result = run_main_in_process(capsys, render_video.main, "--input", workdir / "my clip.mp4", "--model",
                                  workdir / "my model.pth", "--save-name", tmp_path / "out" / "never.mp4",
-                                 "--device", "cpu")
+                                 "--device", "cpu", "--batch-size", "4")
     assert_clean_failure(result, "out of memory at 64x48 (4 frames at once) on cpu; try --batch-size 1 or --resize 0.5")
     assert files_under(tmp_path / "out") == set()
 
