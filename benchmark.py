@@ -386,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timed seconds per measurement, at least (default: %(default)s)")
     parser.add_argument("--clip-seconds", type=utils.positive_float, default=2.0,
                         help="length of the short clip; the long one is 10x (default: %(default)s)")
-    parser.add_argument("--video-batch", type=utils.positive_int, default=4,
-                        help="render_video.py --batch-size (default: %(default)s)")
+    parser.add_argument("--video-batch", type=utils.positive_int, default=None,
+                        help="render_video.py --batch-size (default: its own, 4 on CUDA and 1 elsewhere)")
     parser.add_argument("--train-size", type=utils.positive_int, default=256,
                         help="training crop size (default: %(default)s)")
     parser.add_argument("--train-steps", type=utils.positive_int, default=50,
@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.sizes, args.batches, args.clip_seconds, args.train_size, args.train_steps = "256", "2", 1.0, 96, 12
     device = utils.choose_device(args.device)
+    args.video_batch = args.video_batch or utils.default_batch_size(device)  # render_video.py's default
     parts = set(args.parts.split(","))
     args.sizes = [s for s in args.sizes.split(",") if s]
     if unknown := [s for s in args.sizes if s not in SIZES]:

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     if output.exists() and output.resolve() == source.resolve():
         raise utils.UserError("--save-name: the output would overwrite the input")
     device = utils.choose_device(args.device)
-    args.batch_size = args.batch_size or (4 if device.type == "cuda" else 1)
+    args.batch_size = args.batch_size or utils.default_batch_size(device)
     precision = utils.choose_precision(args.precision, device)
     model = utils.prepare_for_rendering(utils.load_transformer(args.model, device), precision, args.compile)
     torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once

@@ -869,6 +869,11 @@ def add_render_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help=COMPILE_HELP)
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Frames per forward pass when rendering video: batches pay on GPUs; on the CPU they were slower."""
+    return 4 if device.type == "cuda" else 1
+
+
 def prepare_for_rendering(model: TransformerNet, precision: str, compile: bool = False) -> torch.nn.Module:
     """`model` (changed in place) set up for stylize() at `precision`, a choose_precision() result.
 
