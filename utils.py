@@ -619,7 +619,7 @@ def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFold
                         "args": vars(args)}, path)
         return path
 
-    stop = StopRequest()
+    stop = StopRequest(world_size, device)
     progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, disable=not is_main)
     sums: dict[str, torch.Tensor] = {}
     sampler = EpochBatchSampler(len(dataset), args.batch_size, args.seed, 0, 0, rank, world_size)
@@ -652,7 +652,7 @@ def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFold
                     sums, interval_steps = {}, 0
                 if step % args.checkpoint_interval == 0:
                     save_checkpoint()
-                if step >= total_steps or stop.agreed(world_size, device):
+                if step >= total_steps or stop.agreed():
                     break
     elapsed += time.perf_counter() - started
     if stop.requested:
@@ -708,12 +708,20 @@ class StopRequest:
         self.requested = True
         warn("stopping after this step (press Ctrl-C again to abort without a checkpoint)")
 
-    def agreed(self, world_size: int, device: torch.device) -> bool:
+    def __init__(self, world_size: int, device: torch.device):
+        # Under torchrun the processes agree on the flag every step. Over gloo, with a CPU tensor, that costs
+        # no GPU sync: a CUDA tensor over NCCL would make every step wait for the GPU to finish the last one.
+        self._group = None
+        if world_size > 1 and device.type != "cpu":
+            self._group = dist.new_group(backend="gloo")  # every process constructs one, as new_group needs
+        self._world_size = world_size
+
+    def agreed(self) -> bool:
         """Whether to stop now; under torchrun all processes stop at the same step."""
-        if world_size == 1:
+        if self._world_size == 1:
             return self.requested
-        flag = torch.tensor([float(self.requested)], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        flag = torch.tensor([float(self.requested)])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
         self.requested = bool(flag.item())
         return self.requested
 
