@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+import make_demo_data
 import train
 import utils
 from transformer_net import TransformerNet
@@ -278,13 +279,11 @@ def benchmark_video(args: argparse.Namespace, device: torch.device) -> dict:
 # ---------------------------------------------------------------- training
 
 def training_data(folder: Path, size: int, count: int = 16) -> None:
-    """`count` crops of the bundled photos: the same data for both loops."""
+    """`count` of make_demo_data.py's crops of the bundled photos, taken in turn from each photo."""
     photos = utils.list_images(ROOT / "images/content-images")
+    per_photo = [make_demo_data.crops(utils.load_rgb(photo), size) for photo in photos]
     for i in range(count):
-        image = utils.load_rgb(photos[i % len(photos)])
-        side = min(image.size) * (1 - 0.05 * (i // len(photos)))
-        left, top = (image.width - side) * (i % 3) / 2, (image.height - side) * ((i // 3) % 3) / 2
-        image.crop((left, top, left + side, top + side)).resize((size, size)).save(folder / f"{i:02d}.png")
+        per_photo[i % len(per_photo)][i // len(per_photo)].save(folder / f"{i:02d}.png")
 
 
 def baseline_training(data: Path, args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
