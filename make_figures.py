@@ -11,9 +11,10 @@ from PIL import Image, ImageDraw
 
 import utils
 
-CONTENT = Path("images/content-images")
-STYLES = Path("images/style-images")
-MODELS = Path("models")
+ROOT = Path(__file__).resolve().parent  # the bundled files, wherever this is run from
+CONTENT = ROOT / "images/content-images"
+STYLES = ROOT / "images/style-images"
+MODELS = ROOT / "models"
 TILE = 256  # height of every picture in a figure
 LABEL = 22  # height of the caption strip under each picture
 
@@ -61,11 +62,14 @@ def save(figure: Image.Image, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = utils.ArgumentParser(description=__doc__)
-    parser.add_argument("--output-dir", default="images/figures", help="where the figures go (default: %(default)s)")
+    parser.add_argument("--output-dir", default=str(ROOT / "images/figures"),
+                        help="where the figures go (default: this repository's images/figures)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
     glass, strokes = STYLES / "stained-glass.png", STYLES / "brush-strokes.jpg"
     photos = sorted(CONTENT.glob("*.jpg"))
+    if not photos:
+        raise utils.UserError(f"no bundled photos in {CONTENT}")
 
     # content | style | result, for each photo and each single-style model
     rows = []
