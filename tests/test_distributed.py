@@ -12,10 +12,12 @@ import torch
 
 from conftest import ROOT, write_noise_image
 
-FLOAT64_TRAIN = """import sys
+FLOAT64_TRAIN = """import os, sys
 sys.path.insert(0, {root!r})
 import torch
 torch.set_default_dtype(torch.float64)  # weights, images and losses in float64: see the test below
+if os.environ.get("BREAK_GRADIENT_SYNC"):  # the broken run the test must tell apart: DDP left out
+    torch.nn.parallel.DistributedDataParallel = lambda module, **kwargs: module
 import train, utils
 utils.run_main(train.main)
 """
@@ -25,8 +27,8 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, style_fi
     """The issue's check, in float64. In float32 the two runs differ by up to ~1e-3 (one Adam step, lr 1e-3):
     the all-reduce sums the gradients in another order than one batch does, and where a gradient is near
     zero Adam's m/sqrt(v) turns that rounding noise into a full-size step. In float64 the noise is far below
-    Adam's eps, so the runs must agree to 1e-5 (measured: 1.4e-8); two processes that do not synchronise
-    their gradients end 6e-3 apart (measured), so this test tells the two apart."""
+    Adam's eps, so the runs must agree to 1e-5; two processes that do not synchronise their gradients must
+    not. `pytest -s` prints both differences (measured: 1.4e-8 and 6.0e-3)."""
     # 8 photos, global batch 4: two steps an epoch; three steps cross an epoch boundary.
     for i in range(8):
         write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40 + i, seed=i)
@@ -37,11 +39,11 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, style_fi
               "--precision", "fp32", "--savename", "m.pth"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-    def run(*command, out):
+    def run(*command, out, broken=False):
         args = [*command, *map(str, common), "--save-dir", out / "models", "--log-dir", out / "logs",
                 "--checkpoint-dir", out / "checkpoints"]
-        result = subprocess.run([sys.executable, *map(str, args)], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=300)
+        result = subprocess.run([sys.executable, *map(str, args)], cwd=tmp_path, capture_output=True, text=True,
+                                env={**env, "BREAK_GRADIENT_SYNC": "1"} if broken else env, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         return out
 
@@ -58,6 +60,12 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, style_fi
     assert a.keys() == b.keys() and all(t.dtype == torch.float64 for t in a.values())
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+    broken = run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script, "--batch-size", "2",
+                 out=tmp_path / "broken", broken=True)
+    c = torch.load(broken / "models/m.pth", weights_only=True)
+    synced, unsynced = (max((x[k] - b[k]).abs().max().item() for k in b) for x in (a, c))
+    print(f"largest weight difference to 1 process: 2 processes {synced:.2g}, without gradient sync {unsynced:.2g}")
+    assert unsynced > 1e-3
     # Only rank 0 writes: one log, one model, one provenance file.
     assert sorted(p.name for p in (two / "logs").iterdir()) == ["m.csv", "m_loss.png", "m_params.json"]
     assert sorted(p.name for p in (two / "models").iterdir()) == ["m.json", "m.pth"]
