@@ -16,6 +16,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import model_files
+import training
+import training_data
 import utils
 from transformer_net import TransformerNet
 from vgg import load_vgg16
@@ -33,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weight of the extra pixel-space MSE to the teachers (default: %(default)s)")
     parser.add_argument("--init-from", default=None, metavar="MODEL",
                         help="start the student from this model, e.g. one teacher (default: random init)")
-    utils.add_training_args(parser)
+    training.add_training_args(parser)
     return parser
 
 
@@ -50,7 +53,7 @@ def teacher_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def read_provenance(model_path: Path) -> dict | None:
-    path = utils.provenance_path(model_path)
+    path = model_files.provenance_path(model_path)
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -59,16 +62,16 @@ def read_provenance(model_path: Path) -> dict | None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    utils.require_writable_folders(args)
+    training.require_writable_folders(args)
     paths = teacher_paths(args)
     teacher_weights = utils.parse_weights(args.teacher_weights, len(paths), "--teacher-weights")
-    device = utils.training_device(args.device)
-    teachers = [utils.load_transformer(p, device).requires_grad_(False) for p in paths]
-    initial = utils.load_transformer(args.init_from) if args.init_from else None
+    device = training.training_device(args.device)
+    teachers = [model_files.load_transformer(p, device).requires_grad_(False) for p in paths]
+    initial = model_files.load_transformer(args.init_from) if args.init_from else None
     args.savename = args.savename or "distilled_" + "+".join(p.stem for p in paths)
     if not Path(args.savename).suffix:
         args.savename += ".pth"
-    dataset = utils.ImageFolderDataset(args.datapath, args.image_size)
+    dataset = training_data.ImageFolderDataset(args.datapath, args.image_size)
     vgg = load_vgg16(args.vgg_weights).to(device)
 
     torch.manual_seed(args.seed)
@@ -96,12 +99,13 @@ def main(argv: list[str] | None = None) -> None:
         return losses
 
     provenance = {
-        "script": "distillation.py", "method": "distillation", "command": utils.command_line("distillation.py", argv),
+        "script": "distillation.py", "method": "distillation",
+        "command": model_files.command_line("distillation.py", argv),
         "teachers": [{"path": str(p), "weight": w, "provenance": read_provenance(p)}
                      for p, w in zip(paths, teacher_weights, strict=True)],
         "pixel_weight": args.pixel_weight, "init_from": args.init_from, "seed": args.seed,
     }
-    model_path = utils.fit(model, compute_losses, dataset, args, device, provenance)
+    model_path = training.fit(model, compute_losses, dataset, args, device, provenance)
     print(f"model saved to {model_path}")
 
 

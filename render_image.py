@@ -16,6 +16,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+import image_io
+import model_files
+import rendering
 import utils
 from transformer_net import TransformerNet
 
@@ -39,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--content-scale", type=utils.positive_float, default=1.0, metavar="F",
                         help="the PyTorch example's flag: render at 1/F times the input's size "
                              "(default: %(default)s)")
-    utils.add_render_args(parser)
+    rendering.add_render_args(parser)
     return parser
 
 
@@ -49,10 +52,10 @@ def plan_outputs(content: Path, output: Path, image_format: str) -> list[tuple[P
     if content.is_dir():
         if output.is_file():
             raise utils.UserError(f"--output-path: {output} is a file, but --content-path is a folder")
-        images = [p for p in utils.list_images(content) if output.resolve() not in p.resolve().parents]
+        images = [p for p in image_io.list_images(content) if output.resolve() not in p.resolve().parents]
         if not images:
             raise utils.UserError(f"--content-path: no images in {content} "
-                                  f"(looked for {', '.join(sorted(utils.IMAGE_EXTENSIONS))})")
+                                  f"(looked for {', '.join(sorted(image_io.IMAGE_EXTENSIONS))})")
         pairs = [(p, output / p.relative_to(content).with_suffix(suffix or p.suffix)) for p in images]
     elif content.is_file():
         if output.is_dir():
@@ -62,7 +65,7 @@ def plan_outputs(content: Path, output: Path, image_format: str) -> list[tuple[P
         raise utils.UserError(f"--content-path: no such file or folder: {content}")
     written: dict[Path, Path] = {}
     for source, target in pairs:
-        utils.image_format(target)
+        image_io.image_format(target)
         if target in written:
             raise utils.UserError(f"{written[target]} and {source} would both be written to {target} "
                                   "(use --format same)")
@@ -77,12 +80,12 @@ def output_size(size: tuple[int, int], args: argparse.Namespace) -> tuple[int, i
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def render(model: TransformerNet, picture: utils.Picture, args: argparse.Namespace, device: torch.device,
+def render(model: TransformerNet, picture: image_io.Picture, args: argparse.Namespace, device: torch.device,
            precision: str) -> Image.Image:
     picture = picture.resized(output_size(picture.rgb.size, args))
-    batch = utils.image_to_tensor(picture.rgb).unsqueeze(0).to(device)
-    stylised = utils.stylize(model, batch, precision, args.preserve_color, args.strength)
-    return picture.with_pixels(utils.tensor_to_image(stylised[0]))
+    batch = image_io.image_to_tensor(picture.rgb).unsqueeze(0).to(device)
+    stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
+    return picture.with_pixels(image_io.tensor_to_image(stylised[0]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,11 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     pairs = plan_outputs(content, output, args.format)
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
-    model = utils.prepare_for_rendering(utils.load_transformer(args.model, device), precision, args.compile)
+    model = rendering.prepare_for_rendering(model_files.load_transformer(args.model, device), precision, args.compile)
     unreadable = []
     for source, target in tqdm(pairs, unit="image", disable=len(pairs) == 1, dynamic_ncols=True):
         try:
-            picture = utils.open_picture(source)
+            picture = image_io.open_picture(source)
         except utils.UserError as exc:
             if len(pairs) == 1:
                 raise
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             smaller = max(1, max(output_size(picture.rgb.size, args)) // 2)
             other_device = "" if device.type == "cpu" else " or --device cpu"
             raise utils.TooLarge(f"{source}: {exc}; try --max-size {smaller}{other_device}") from None
-        utils.save_image(image, target)
+        image_io.save_image(image, target)
     if unreadable:
         raise utils.UserError(f"{len(unreadable)} of {len(pairs)} images could not be read (see the warnings "
                               f"above); the others are in {output}")

@@ -19,7 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import model_files
+import rendering
 import utils
+import video_io
 
 
 def crf(text: str) -> int:
@@ -38,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", "--model-path", dest="model", required=True, metavar="PATH",
                         help="the model file (.pth or .model)")
     parser.add_argument("--save-name", required=True, metavar="PATH",
-                        help=f"the output video: {', '.join(sorted(utils.VIDEO_SUFFIXES))}")
+                        help=f"the output video: {', '.join(sorted(video_io.VIDEO_SUFFIXES))}")
     parser.add_argument("--resize", type=utils.positive_float, default=1.0, metavar="F",
                         help="output scale, the aspect ratio kept: 0.5 halves width and height (default: %(default)s)")
     parser.add_argument("--batch-size", type=utils.positive_int, default=None, metavar="N",
@@ -47,11 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crf", type=crf, default=18, metavar="N",
                         help="H.264 quality, 0-51: lower is better and bigger; 18 looks like the source, 23 is "
                              "ffmpeg's default (default: %(default)s)")
-    parser.add_argument("--preset", default="medium", choices=utils.X264_PRESETS,
+    parser.add_argument("--preset", default="medium", choices=video_io.X264_PRESETS,
                         help="H.264 encoder speed: slower makes smaller files at the same quality "
                              "(default: %(default)s)")
     parser.add_argument("--no-audio", action="store_true", help="leave the sound out (default: keep it)")
-    utils.add_render_args(parser)
+    rendering.add_render_args(parser)
     return parser
 
 
@@ -79,43 +82,44 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     source = utils.require_file(args.input, "--input")
     output = Path(args.save_name)
-    if output.suffix.lower() not in utils.VIDEO_SUFFIXES:
-        raise utils.UserError(f"--save-name: {output} should end in one of {', '.join(sorted(utils.VIDEO_SUFFIXES))}")
+    if output.suffix.lower() not in video_io.VIDEO_SUFFIXES:
+        suffixes = ", ".join(sorted(video_io.VIDEO_SUFFIXES))
+        raise utils.UserError(f"--save-name: {output} should end in one of {suffixes}")
     if output.exists() and output.resolve() == source.resolve():
         raise utils.UserError("--save-name: the output would overwrite the input")
     device = utils.choose_device(args.device)
-    args.batch_size = args.batch_size or utils.default_batch_size(device)
+    args.batch_size = args.batch_size or rendering.default_batch_size(device)
     precision = utils.choose_precision(args.precision, device)
-    model = utils.prepare_for_rendering(utils.load_transformer(args.model, device), precision, args.compile)
+    model = rendering.prepare_for_rendering(model_files.load_transformer(args.model, device), precision, args.compile)
     torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once
-    ffmpeg = utils.find_ffmpeg()
-    info = utils.probe_video(source, ffmpeg)
+    ffmpeg = video_io.find_ffmpeg()
+    info = video_io.probe_video(source, ffmpeg)
     size = max(1, round(info.width * args.resize)), max(1, round(info.height * args.resize))
-    encoded = (size[0] + size[0] % 2, size[1] + size[1] % 2) if ffmpeg else size  # see utils.VideoWriter
+    encoded = (size[0] + size[0] % 2, size[1] + size[1] % 2) if ffmpeg else size  # see video_io.VideoWriter
 
     audio_from, audio_codec = None, "copy"
     if ffmpeg is None:
         utils.warn("no ffmpeg binary (pip install imageio-ffmpeg): writing MPEG-4 (mp4v) with OpenCV, without sound")
     else:
         if info.audio and not args.no_audio:
-            audio_from, audio_codec = source, utils.audio_codec(ffmpeg, source, output.suffix)
+            audio_from, audio_codec = source, video_io.audio_codec(ffmpeg, source, output.suffix)
             if audio_codec != "copy":
                 utils.warn(f"the source's {info.audio} sound cannot be copied into {output.suffix}: re-encoding to AAC")
         if encoded != size:
             utils.warn(f"H.264 (yuv420p) needs even sides: the {size[0]}x{size[1]} frames get their last "
                        f"column/row repeated, to {encoded[0]}x{encoded[1]}")
 
-    reader = utils.FrameReader(source, size, queue_size=2 * args.batch_size)
+    reader = video_io.FrameReader(source, size, queue_size=2 * args.batch_size)
     progress = tqdm(total=info.frames, unit="frame", dynamic_ncols=True)
     count = 0
     try:
         with utils.atomic_path(output) as temp:
-            writer = utils.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec)
+            writer = video_io.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec)
             try:
                 for frames in batched(reader, args.batch_size):
                     batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float()
                     try:
-                        stylised = utils.stylize(model, batch, precision, args.preserve_color, args.strength)
+                        stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
                     except utils.TooLarge as exc:
                         raise utils.TooLarge(f"{exc}; try {smaller_settings(args, device)}") from None
                     writer.write(stylised.round().byte().permute(0, 2, 3, 1).contiguous().cpu().numpy())

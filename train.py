@@ -8,6 +8,10 @@ from pathlib import Path
 
 import torch
 
+import image_io
+import model_files
+import training
+import training_data
 import utils
 from transformer_net import TransformerNet
 from vgg import content_loss, gram_matrix, load_vgg16, style_loss, total_variation
@@ -30,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style-weight", type=float, default=1e10, help="style loss weight (default: %(default)s)")
     parser.add_argument("--tv-weight", type=float, default=0.0,
                         help="total-variation (smoothness) loss weight (default: %(default)s)")
-    utils.add_training_args(parser)
+    training.add_training_args(parser)
     return parser
 
 
@@ -61,19 +65,19 @@ def weights_for_step(step: int, style_weights: list[float], alt: int | None) -> 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    utils.require_writable_folders(args)
+    training.require_writable_folders(args)
     paths = style_paths(args.stylepath)
     style_weights = style_weights_from_args(args, len(paths))
-    style_images = [utils.load_rgb(p, args.style_size) for p in paths]
+    style_images = [image_io.load_rgb(p, args.style_size) for p in paths]
     args.savename = args.savename or "+".join(p.stem for p in paths)
     if not Path(args.savename).suffix:
         args.savename += ".pth"
-    dataset = utils.ImageFolderDataset(args.datapath, args.image_size)
-    device = utils.training_device(args.device)
+    dataset = training_data.ImageFolderDataset(args.datapath, args.image_size)
+    device = training.training_device(args.device)
     vgg = load_vgg16(args.vgg_weights).to(device)
 
     with torch.no_grad():
-        style_grams = [[gram_matrix(f) for f in vgg(utils.image_to_tensor(image).unsqueeze(0).to(device))]
+        style_grams = [[gram_matrix(f) for f in vgg(image_io.image_to_tensor(image).unsqueeze(0).to(device))]
                        for image in style_images]
 
     torch.manual_seed(args.seed)
@@ -95,12 +99,12 @@ def main(argv: list[str] | None = None) -> None:
         return losses
 
     provenance = {
-        "script": "train.py", "method": "loss", "command": utils.command_line("train.py", argv),
+        "script": "train.py", "method": "loss", "command": model_files.command_line("train.py", argv),
         "styles": [{"path": str(p), "weight": w} for p, w in zip(paths, style_weights, strict=True)],
         "alt": args.alt, "content_weight": args.content_weight, "style_weight": args.style_weight,
         "tv_weight": args.tv_weight, "seed": args.seed,
     }
-    model_path = utils.fit(model, compute_losses, dataset, args, device, provenance)
+    model_path = training.fit(model, compute_losses, dataset, args, device, provenance)
     print(f"model saved to {model_path}")
 
 

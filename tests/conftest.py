@@ -5,10 +5,85 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))  # the asset scripts
+sys.path.insert(0, str(ROOT / "benchmarks"))  # benchmark.py
+
+from transformer_net import TransformerNet  # noqa: E402  (after the path above)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` are skipped, with the reason shown, where no CUDA device is present."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none present)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_random_vgg_per_process():
+    """Build the seeded random VGG16 once per test process (it is the slowest part of a tiny training run);
+    each caller still gets a copy of its own, with the usual warning."""
+    import copy
+
+    import benchmark
+    import distillation
+    import train
+    import vgg
+
+    build, built = vgg.load_vgg16, {}
+
+    def load_vgg16(weights: str = "imagenet"):
+        if weights != "random":
+            return build(weights)
+        if "random" not in built:
+            built["random"] = build("random")
+        else:
+            vgg.warn("--vgg-weights random: the loss network is untrained, so results will not be artistic")
+        return copy.deepcopy(built["random"])
+
+    modules = (vgg, train, distillation, benchmark)  # the scripts hold the name itself
+    for module in modules:
+        module.load_vgg16 = load_vgg16
+    yield
+    for module in modules:
+        module.load_vgg16 = build
+
+
+def random_model(seed: int = 0, gain: float = 30.0, bias: float | tuple[float, float, float] = 128.0) -> TransformerNet:
+    """A seeded random network whose output spans the 0-255 range around `bias`, like a trained one
+    (an untrained one gives near-black)."""
+    torch.manual_seed(seed)
+    model = TransformerNet().eval()
+    with torch.no_grad():
+        model.deconv3.conv2d.weight.mul_(gain)
+        model.deconv3.conv2d.bias.copy_(torch.as_tensor(bias, dtype=torch.float32).expand(3))
+    return model
+
+
+def save_random_model(path: Path, seed: int = 0, gain: float = 30.0,
+                      bias: float | tuple[float, float, float] = 128.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(random_model(seed, gain, bias).state_dict(), path)
+    return path
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def train_args(dataset_dir: Path, out: Path, styles: list[Path], *extra: str) -> list[str]:
+    """train.py's flags for a tiny offline CPU run writing under `out` (models/, logs/, checkpoints/)."""
+    return ["--datapath", str(dataset_dir), "--stylepath", ",".join(map(str, styles)),
+            "--vgg-weights", "random", "--image-size", "32", "--batch-size", "2", "--device", "cpu",
+            "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
+            "--checkpoint-dir", str(out / "checkpoints"), "--log-interval", "1", *extra]
 
 
 def write_noise_image(path: Path, height: int, width: int, seed: int, mode: str = "RGB") -> Path:

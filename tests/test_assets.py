@@ -5,10 +5,9 @@ import subprocess
 from pathlib import Path
 
 import imageio_ffmpeg
+import make_style_images
 import numpy as np
 from PIL import Image
-
-import make_style_images
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "images"

@@ -11,20 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import model_files
 import train
-import utils
-from conftest import ROOT
+from conftest import ROOT, load_state, train_args
 
 STEPS = 40  # at 32 pixels, enough that the run is still going when its first checkpoint (step 2) appears
 
 
-def train_args(dataset_dir: Path, out: Path, styles: list[Path], *extra: str) -> list[str]:
+def killable_run_args(dataset_dir: Path, out: Path, styles: list[Path], *extra: str) -> list[str]:
     # 6 photos at batch 2: 3 steps an epoch, so the checkpoints every 2 steps fall mid-epoch too.
-    return ["--datapath", str(dataset_dir), "--stylepath", ",".join(map(str, styles[:2])), "--vgg-weights", "random",
-            "--image-size", "32", "--batch-size", "2", "--device", "cpu", "--max-steps", str(STEPS),
-            "--epochs", "100", "--checkpoint-interval", "2", "--log-interval", "1", "--savename", "m",
-            "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
-            "--checkpoint-dir", str(out / "checkpoints"), *extra]
+    return train_args(dataset_dir, out, styles[:2], "--max-steps", str(STEPS), "--epochs", "100",
+                      "--checkpoint-interval", "2", "--savename", "m", *extra)
 
 
 def checkpoints(folder: Path) -> list[Path]:
@@ -50,34 +47,31 @@ def start_and_wait_for_a_checkpoint(args: list[str], cwd: Path) -> tuple[subproc
     return process, stderr
 
 
-def state(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)
-
-
 @pytest.fixture
 def uninterrupted(tmp_path, dataset_dir, style_files) -> dict[str, torch.Tensor]:
-    train.main(train_args(dataset_dir, tmp_path / "uninterrupted", style_files))
-    return state(tmp_path / "uninterrupted" / "models" / "m.pth")
+    train.main(killable_run_args(dataset_dir, tmp_path / "uninterrupted", style_files))
+    return load_state(tmp_path / "uninterrupted" / "models" / "m.pth")
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_loadable_checkpoints_and_resuming_ends_with_the_same_weights(tmp_path, dataset_dir,
                                                                                      style_files, uninterrupted):
     out = tmp_path / "killed"
     out.mkdir()
-    args = train_args(dataset_dir, out, style_files)
+    args = killable_run_args(dataset_dir, out, style_files)
     process, _ = start_and_wait_for_a_checkpoint(args, out)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "train.py was no longer running when it was killed"
 
     # Every checkpoint under its final name is complete; the model was never written, not even in part.
-    steps = [utils.load_checkpoint(path)["step"] for path in checkpoints(out / "checkpoints")]
+    steps = [model_files.load_checkpoint(path)["step"] for path in checkpoints(out / "checkpoints")]
     assert steps and steps == sorted(steps) and max(steps) < STEPS
     assert not (out / "models" / "m.pth").exists() and not (out / "models" / "m.json").exists()
 
     latest = checkpoints(out / "checkpoints")[-1]
     train.main([*args, "--resume", str(latest)])
-    resumed = state(out / "models" / "m.pth")
+    resumed = load_state(out / "models" / "m.pth")
     assert resumed.keys() == uninterrupted.keys()
     for key in resumed:
         assert torch.equal(resumed[key], uninterrupted[key]), key
@@ -85,9 +79,10 @@ def test_sigkill_leaves_loadable_checkpoints_and_resuming_ends_with_the_same_wei
         assert [int(row["step"]) for row in csv.DictReader(file)] == list(range(1, STEPS + 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_sigint_or_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path, dataset_dir, style_files, signum):
-    args = train_args(dataset_dir, tmp_path, style_files)
+    args = killable_run_args(dataset_dir, tmp_path, style_files)
     process, stderr = start_and_wait_for_a_checkpoint(args, tmp_path)
     process.send_signal(signum)
     process.wait(timeout=120)
@@ -98,7 +93,7 @@ def test_sigint_or_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path, 
     resume = [line for line in text.splitlines() if "--resume" in line]
     assert len(resume) == 1 and resume[0].startswith("error: interrupted at step"), text
     path = Path(shlex.split(resume[0].split("--resume", 1)[1])[0])
-    checkpoint = utils.load_checkpoint(path)
+    checkpoint = model_files.load_checkpoint(path)
     assert f"interrupted at step {checkpoint['step']}/{STEPS}" in resume[0]
     assert 2 <= checkpoint["step"] < STEPS
     assert not (tmp_path / "models" / "m.pth").exists()

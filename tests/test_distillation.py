@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import distillation
+import image_io
+import model_files
 import utils
 from conftest import (
     assert_clean_failure,
@@ -14,26 +16,16 @@ from conftest import (
     files_under,
     run_main_in_process,
     run_script,
+    save_random_model,
     write_noise_image,
 )
-from transformer_net import TransformerNet
-
-
-def save_random_model(path: Path, seed: int, colour: tuple[float, float, float]) -> Path:
-    """A random network whose output is shifted towards `colour`, as trained style models differ."""
-    torch.manual_seed(seed)
-    model = TransformerNet()
-    with torch.no_grad():
-        model.deconv3.conv2d.bias.copy_(torch.tensor(colour))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    return path
 
 
 @pytest.fixture
 def teachers(tmp_path) -> list[Path]:
     colours = [(220.0, 60.0, 40.0), (30.0, 90.0, 210.0)]
-    return [save_random_model(tmp_path / "teachers" / f"teacher {i}.pth", 10 + i, c) for i, c in enumerate(colours)]
+    return [save_random_model(tmp_path / "teachers" / f"teacher {i}.pth", 10 + i, gain=1, bias=c)
+            for i, c in enumerate(colours)]
 
 
 @pytest.fixture
@@ -56,11 +48,11 @@ def csv_totals(path: Path) -> list[float]:
 
 
 def student_distances(out: Path, data: Path, teachers: list[Path]) -> list[float]:
-    student = utils.load_transformer(out / "models" / "student.pth")
-    images = torch.stack([utils.image_to_tensor(utils.load_rgb(p)) for p in sorted(data.iterdir())])
+    student = model_files.load_transformer(out / "models" / "student.pth")
+    images = torch.stack([image_io.image_to_tensor(image_io.load_rgb(p)) for p in sorted(data.iterdir())])
     with torch.no_grad():
         result = student(images)
-        return [(result - utils.load_transformer(t)(images)).pow(2).mean().item() for t in teachers]
+        return [(result - model_files.load_transformer(t)(images)).pow(2).mean().item() for t in teachers]
 
 
 def test_loss_falls_on_a_fixed_batch(tmp_path, fixed_batch_dir, teachers):
@@ -107,7 +99,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, dataset_dir, teachers):
 
 def test_provenance_names_the_teachers_and_their_own_provenance(tmp_path, dataset_dir, teachers):
     utils.save_json({"script": "train.py", "styles": [{"path": "mosaic.jpg", "weight": 1.0}]},
-                    utils.provenance_path(teachers[0]))
+                    model_files.provenance_path(teachers[0]))
     distillation.main(distil_args(dataset_dir, tmp_path, "--teachers", ",".join(map(str, teachers)),
                                   "--teacher-weights", "3,1", "--max-steps", "1", "--init-from", str(teachers[0])))
     provenance = json.loads((tmp_path / "models" / "student.json").read_text())

@@ -23,6 +23,7 @@ utils.run_main(train.main)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, style_files):
     """The issue's check, in float64. In float32 the two runs differ by up to ~1e-3 (one Adam step, lr 1e-3):
     the all-reduce sums the gradients in another order than one batch does, and where a gradient is near
@@ -71,6 +72,7 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, style_fi
     assert sorted(p.name for p in (two / "models").iterdir()) == ["m.json", "m.pth"]
 
 
+@pytest.mark.slow
 def test_run_training_sh_launches_torchrun_with_nproc(tmp_path, style_files):
     if not (Path(sys.prefix) / ".requirements.sha256").exists():
         pytest.skip("not running inside a venv made by setup_env.sh")

@@ -10,22 +10,17 @@ import pytest
 import torch
 
 import benchmark
+import rendering
 import train
 import utils
-from conftest import write_noise_image
+from conftest import random_model, write_noise_image
 from transformer_net import TransformerNet
 from vgg import gram_matrix
 
 
 @pytest.fixture(scope="module")
 def model() -> TransformerNet:
-    """A random network whose output spans the 0-255 range, like a trained one."""
-    torch.manual_seed(0)
-    network = TransformerNet().eval()
-    with torch.no_grad():
-        network.deconv3.conv2d.weight.mul_(30)
-        network.deconv3.conv2d.bias.fill_(128)
-    return network
+    return random_model()
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +36,12 @@ def eager(model: TransformerNet, batch: torch.Tensor) -> torch.Tensor:
 
 
 def test_stylize_in_fp32_is_exactly_the_eager_forward(model, photo):
-    assert torch.equal(utils.stylize(model, photo, "fp32"), eager(model, photo))
+    assert torch.equal(rendering.stylize(model, photo, "fp32"), eager(model, photo))
 
 
 def test_channels_last_gives_the_nchw_result(model, photo):
     reference = eager(model, photo)
-    fast = utils.stylize(model.to(memory_format=torch.channels_last),
+    fast = rendering.stylize(model.to(memory_format=torch.channels_last),
                          photo.contiguous(memory_format=torch.channels_last), "fp32")
     model.to(memory_format=torch.contiguous_format)
     assert benchmark.psnr(fast, reference) > 60
@@ -54,7 +49,7 @@ def test_channels_last_gives_the_nchw_result(model, photo):
 
 def test_a_batch_gives_each_frame_its_own_result(model, photo):
     other = photo.flip(-1)
-    together = utils.stylize(model, torch.cat([photo, other]), "fp32")
+    together = rendering.stylize(model, torch.cat([photo, other]), "fp32")
     assert benchmark.psnr(together[:1], eager(model, photo)) > 60
     assert benchmark.psnr(together[1:], eager(model, other)) > 60
 
@@ -65,7 +60,7 @@ def test_reduced_precision_keeps_40_db(model, photo, precision):
         utils.choose_precision(precision, torch.device("cpu"))
     except utils.UserError:
         pytest.skip(f"{precision} autocast is not available on the CPU in torch {torch.__version__}")
-    assert benchmark.psnr(utils.stylize(model, photo, precision), eager(model, photo)) >= 40
+    assert benchmark.psnr(rendering.stylize(model, photo, precision), eager(model, photo)) >= 40
 
 
 def test_bf16_weights_for_rendering_keep_40_db(model, photo):
@@ -73,17 +68,18 @@ def test_bf16_weights_for_rendering_keep_40_db(model, photo):
         utils.choose_precision("bf16", torch.device("cpu"))
     except utils.UserError:
         pytest.skip(f"bf16 is not available on the CPU in torch {torch.__version__}")
-    prepared = utils.prepare_for_rendering(copy.deepcopy(model), "bf16")
+    prepared = rendering.prepare_for_rendering(copy.deepcopy(model), "bf16")
     assert next(prepared.parameters()).dtype == torch.bfloat16  # converted once, not autocast per layer
-    result = utils.stylize(prepared, photo, "bf16")
+    result = rendering.stylize(prepared, photo, "bf16")
     assert result.dtype == torch.float32 and result.shape == photo.shape
     assert benchmark.psnr(result, eager(model, photo)) >= 40
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="torch.compile needs a C++ compiler")
 def test_compiled_rendering_gives_the_eager_result(model, photo):
-    compiled = utils.prepare_for_rendering(copy.deepcopy(model), "fp32", compile=True)
-    assert benchmark.psnr(utils.stylize(compiled, photo, "fp32"), eager(model, photo)) > 60
+    compiled = rendering.prepare_for_rendering(copy.deepcopy(model), "fp32", compile=True)
+    assert benchmark.psnr(rendering.stylize(compiled, photo, "fp32"), eager(model, photo)) > 60
 
 
 @pytest.mark.parametrize("native,expected", [(True, "bf16"), (False, "fp32")])

@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from model_files import load_transformer
 from transformer_net import TransformerNet
-from utils import UserError, load_transformer
+from utils import UserError
 
 # The original multi-style repo's Transformer saved every tensor twice, under these two module trees.
 NAMED = {"conv1.conv2d": "conv1.conv1", "in1": "norm1", "conv2.conv2d": "conv2.conv1", "in2": "norm2",

@@ -10,25 +10,21 @@ import torch
 from PIL import Image, ImageOps
 
 import render_image
-from conftest import assert_clean_failure, files_under, run_main_in_process, run_script, write_noise_image
+from conftest import (
+    assert_clean_failure,
+    files_under,
+    run_main_in_process,
+    run_script,
+    save_random_model,
+    write_noise_image,
+)
 from transformer_net import TransformerNet
 from utils import UserError
 
 
-def write_model(path: Path) -> Path:
-    """A random network whose output varies around mid-grey (an untrained one gives near-black)."""
-    torch.manual_seed(0)
-    model = TransformerNet()
-    with torch.no_grad():
-        model.deconv3.conv2d.weight.mul_(30)
-        model.deconv3.conv2d.bias.fill_(128)
-    torch.save(model.state_dict(), path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_model(tmp_path_factory.mktemp("model") / "my model.pth")
+    return save_random_model(tmp_path_factory.mktemp("model") / "my model.pth")
 
 
 def render(model: Path, content: Path, output: Path, *extra: str) -> None:

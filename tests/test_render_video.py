@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import render_video
-import utils
+import rendering
+import video_io
 from conftest import assert_clean_failure, assert_usage_error, files_under, run_main_in_process, run_script
 from transformer_net import TransformerNet
 from utils import UserError
@@ -132,7 +133,7 @@ def test_sound_that_mp4_cannot_hold_is_re_encoded_to_aac(workdir, tmp_path, caps
 
 
 def test_without_ffmpeg_it_falls_back_to_opencv_with_one_warning(workdir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(utils, "find_ffmpeg", lambda: None)
+    monkeypatch.setattr(video_io, "find_ffmpeg", lambda: None)
     render(workdir, tmp_path / "fallback.mp4")
     assert len(frames(tmp_path / "fallback.mp4")) == 24 and fps(tmp_path / "fallback.mp4") == 12
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
@@ -149,15 +150,15 @@ def test_an_interruption_mid_way_leaves_no_file(workdir, tmp_path, monkeypatch, 
             raise error("stop")
         return real_stylize(*args, **kwargs)
 
-    real_stylize = utils.stylize
-    monkeypatch.setattr(utils, "stylize", stylize_then_fail)
+    real_stylize = rendering.stylize
+    monkeypatch.setattr(rendering, "stylize", stylize_then_fail)
     with pytest.raises(error):
         render(workdir, tmp_path / "out" / "never.mp4", "--batch-size", "2")
     assert files_under(tmp_path / "out") == set()
 
 
 def test_an_encoder_failure_is_one_clear_line_and_leaves_no_file(workdir, tmp_path, monkeypatch):
-    monkeypatch.setattr(utils, "X264_PRESETS", [*utils.X264_PRESETS, "no-such-preset"])
+    monkeypatch.setattr(video_io, "X264_PRESETS", [*video_io.X264_PRESETS, "no-such-preset"])
     with pytest.raises(UserError, match="ffmpeg failed") as error:
         render(workdir, tmp_path / "out" / "never.mp4", "--preset", "no-such-preset")
     assert "\n" not in str(error.value)
@@ -249,7 +250,7 @@ fi
 exec {FFMPEG} "$@"
 """)
     fake.chmod(0o755)
-    monkeypatch.setattr(utils, "find_ffmpeg", lambda: str(fake))
+    monkeypatch.setattr(video_io, "find_ffmpeg", lambda: str(fake))
     output = tmp_path / "out" / "styled.mp4"
     output.parent.mkdir()
     output.write_bytes(b"an earlier render")

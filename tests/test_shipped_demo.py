@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import make_figures
 import numpy as np
 import pytest
 from PIL import Image
 
-import make_figures
 import render_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +53,7 @@ def test_each_shipped_model_has_provenance_naming_its_command(model):
     assert model.name in (MODELS / "README.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_render_image_sh_without_arguments_works_in_a_fresh_copy(tmp_path):
     stamp = Path(sys.prefix) / ".requirements.sha256"
@@ -77,6 +78,7 @@ def test_render_image_sh_without_arguments_works_in_a_fresh_copy(tmp_path):
     assert pixels(output).shape == pixels(PHOTO).shape
 
 
+@pytest.mark.slow
 def test_the_readme_figures_are_what_make_figures_regenerates(tmp_path):
     make_figures.main(["--output-dir", str(tmp_path)])
     committed = sorted((ROOT / "images/figures").glob("*.jpg"))

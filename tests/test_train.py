@@ -11,28 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 
+import model_files
 import train
 import utils
 from conftest import (
     assert_clean_failure,
     assert_usage_error,
     files_under,
+    load_state,
     run_main_in_process,
     run_script,
+    train_args,
     write_noise_image,
 )
 from transformer_net import TransformerNet
-
-
-def train_args(dataset_dir: Path, out: Path, styles: list[Path], *extra: str) -> list[str]:
-    return ["--datapath", str(dataset_dir), "--stylepath", ",".join(map(str, styles)),
-            "--vgg-weights", "random", "--image-size", "32", "--batch-size", "2", "--device", "cpu",
-            "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
-            "--checkpoint-dir", str(out / "checkpoints"), "--log-interval", "1", *extra]
-
-
-def trained_state(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)
 
 
 def assert_same_weights(a: dict, b: dict, atol: float = 1e-5) -> None:
@@ -45,7 +37,7 @@ def test_three_step_run_writes_model_log_plot_and_checkpoint(tmp_path, dataset_d
     train.main(train_args(dataset_dir, tmp_path, style_files[:2], "--max-steps", "3",
                           "--checkpoint-interval", "2", "--savename", "blend"))
     model_path = tmp_path / "models" / "blend.pth"
-    TransformerNet().load_state_dict(trained_state(model_path), strict=True)
+    TransformerNet().load_state_dict(load_state(model_path), strict=True)
     provenance = json.loads((tmp_path / "models" / "blend.json").read_text())
     assert provenance["steps"] == 3
     assert [s["weight"] for s in provenance["styles"]] == [0.5, 0.5]
@@ -73,7 +65,7 @@ def test_weights_one_zero_equal_single_style_training(tmp_path, dataset_dir, sty
     train.main(train_args(dataset_dir, tmp_path / "a", style_files[:2], "--style-weights", "1,0",
                           "--max-steps", "3", "--savename", "m"))
     train.main(train_args(dataset_dir, tmp_path / "b", style_files[:1], "--max-steps", "3", "--savename", "m"))
-    assert_same_weights(trained_state(tmp_path / "a/models/m.pth"), trained_state(tmp_path / "b/models/m.pth"),
+    assert_same_weights(load_state(tmp_path / "a/models/m.pth"), load_state(tmp_path / "b/models/m.pth"),
                         atol=0)
 
 
@@ -82,7 +74,7 @@ def test_alpha_equals_style_weights(tmp_path, dataset_dir, style_files):
                           "--max-steps", "2", "--savename", "m"))
     train.main(train_args(dataset_dir, tmp_path / "b", style_files[:2], "--style-weights", "0.3,0.7",
                           "--max-steps", "2", "--savename", "m"))
-    assert_same_weights(trained_state(tmp_path / "a/models/m.pth"), trained_state(tmp_path / "b/models/m.pth"),
+    assert_same_weights(load_state(tmp_path / "a/models/m.pth"), load_state(tmp_path / "b/models/m.pth"),
                         atol=0)
 
 
@@ -111,7 +103,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, dataset_dir, style_files):
                           "--max-steps", "4"))
     checkpoint = tmp_path / "part/checkpoints/m_step0000004.pth"
     train.main(train_args(dataset_dir, tmp_path / "part", style_files[:2], *common, "--resume", str(checkpoint)))
-    assert_same_weights(trained_state(tmp_path / "full/models/m.pth"), trained_state(tmp_path / "part/models/m.pth"))
+    assert_same_weights(load_state(tmp_path / "full/models/m.pth"), load_state(tmp_path / "part/models/m.pth"))
     with open(tmp_path / "part/logs/m.csv") as file:
         assert [int(r["step"]) for r in csv.DictReader(file)] == [1, 2, 3, 4, 5, 6]
 
@@ -259,7 +251,7 @@ def test_a_full_disk_is_one_clear_line_and_leaves_no_partial_file(tmp_path, data
         Path(f"m_step000000{i}.pth") for i in (1, 2, 3)}
     assert files_under(tmp_path / "checkpoints") == written  # no partial file, not even a temporary one
     for name in written:
-        utils.load_checkpoint(tmp_path / "checkpoints" / name)
+        model_files.load_checkpoint(tmp_path / "checkpoints" / name)
     assert files_under(tmp_path / "models") == set()
 
 
@@ -295,7 +287,7 @@ def test_a_checkpoint_that_cannot_be_resumed_from_is_refused_in_one_line(tmp_pat
     reason = {"truncated": "truncated or corrupt", "a model file": "not a training checkpoint",
               "another architecture": "missing", "pickle that runs code": "pickled objects"}[kind]
     with pytest.raises(utils.UserError) as error:
-        utils.load_checkpoint(path)
+        model_files.load_checkpoint(path)
     message = str(error.value)
     assert message.startswith(f"--resume: {path}") and reason in message and "\n" not in message, message
     assert not (tmp_path / "created").exists()

@@ -1,8 +1,8 @@
 """Measure this suite's fast paths against the plain eager baseline, in one run on one machine.
 
-    python benchmark.py                      # everything: a table on stdout, the numbers in benchmark.json
-    python benchmark.py --parts render --sizes 256
-    python benchmark.py --quick              # small sizes and few steps, a minute or two
+    python benchmarks/benchmark.py                      # everything: a table on stdout, the numbers in benchmark.json
+    python benchmarks/benchmark.py --parts render --sizes 256
+    python benchmarks/benchmark.py --quick              # small sizes and few steps, a minute or two
 
 Baseline = what the original scripts and the PyTorch example do: eager fp32, NCHW, batch 1, under
 no_grad for rendering; for training the plain loop (content through all four VGG layers, a host sync
@@ -28,13 +28,22 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository root
+sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
+sys.path.insert(0, str(ROOT / "tools"))  # make_demo_data
+
 import make_demo_data
+
+import image_io
+import model_files
+import rendering
 import train
+import training_data
 import utils
+import video_io
 from transformer_net import TransformerNet
 from vgg import content_loss, gram_matrix, load_vgg16, style_loss
 
-ROOT = Path(__file__).resolve().parent
 PHOTO = ROOT / "images/content-images/coffee.jpg"
 STYLE = ROOT / "images/style-images/stained-glass.png"
 MODELS = [ROOT / "models/blend.pth", ROOT / "models/stained-glass.pth"]  # the first one present is used
@@ -100,14 +109,14 @@ def shipped_model() -> Path | None:
 
 def demo_model(device: torch.device) -> tuple[TransformerNet, str]:
     if path := shipped_model():
-        return utils.load_transformer(path, device), str(path.relative_to(ROOT))
+        return model_files.load_transformer(path, device), str(path.relative_to(ROOT))
     torch.manual_seed(0)
     return TransformerNet().to(device).eval(), "untrained TransformerNet (no shipped model found)"
 
 
 def photo_batch(width: int, height: int, batch: int, device: torch.device) -> torch.Tensor:
     image = Image.open(PHOTO).convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
-    return utils.image_to_tensor(image).unsqueeze(0).repeat(batch, 1, 1, 1).to(device)
+    return image_io.image_to_tensor(image).unsqueeze(0).repeat(batch, 1, 1, 1).to(device)
 
 
 def psnr(result: torch.Tensor, reference: torch.Tensor) -> float:
@@ -147,12 +156,12 @@ def rendering_rows(model: TransformerNet, size_name: str, args: argparse.Namespa
 
     def measure(network: torch.nn.Module, precision: str, batch: int, name: str, layout=torch.contiguous_format):
         frames = photo_batch(width, height, batch, device).contiguous(memory_format=layout)
-        seconds = timed(lambda: utils.stylize(network, frames, precision), device, args.repeats, args.seconds)
-        quality = psnr(utils.stylize(network, frames[:1], precision), reference)
+        seconds = timed(lambda: rendering.stylize(network, frames, precision), device, args.repeats, args.seconds)
+        quality = psnr(rendering.stylize(network, frames[:1], precision), reference)
         rows.append(render_row(size_name, name, precision, batch, seconds / batch, gflop, limits, quality))
 
     for precision in args.precisions:
-        prepared = utils.prepare_for_rendering(copy.deepcopy(model), precision)  # as render_*.py do
+        prepared = rendering.prepare_for_rendering(copy.deepcopy(model), precision)  # as render_*.py do
         converted = weight_dtype(prepared) != torch.float32
         kind = "fp32" if precision == "fp32" else f"{precision} weights" if converted else f"{precision} autocast"
         for batch in [1] + args.batches:
@@ -168,19 +177,19 @@ def rendering_rows(model: TransformerNet, size_name: str, args: argparse.Namespa
 
 def compiled_rows(model: TransformerNet, args: argparse.Namespace, device: torch.device, size_name: str,
                   gflop: float, limits: dict[str, float], reference: torch.Tensor) -> list[dict]:
-    """utils.stylize with --compile, batch 1 and the largest batch; the first call (compilation) is timed apart."""
+    """rendering.stylize with --compile, batch 1 and the largest batch; the first call (compilation) is timed apart."""
     rows = []
     width, height = SIZES[size_name]
     for precision in args.precisions:
         torch._dynamo.reset()
-        compiled = utils.prepare_for_rendering(copy.deepcopy(model), precision, compile=True)
+        compiled = rendering.prepare_for_rendering(copy.deepcopy(model), precision, compile=True)
         for batch in [1, max(args.batches, default=1)]:
             frames = photo_batch(width, height, batch, device)
             start = time.perf_counter()
-            quality = psnr(utils.stylize(compiled, frames, precision)[:1], reference)
+            quality = psnr(rendering.stylize(compiled, frames, precision)[:1], reference)
             synchronize(device)
             warm_up = time.perf_counter() - start
-            seconds = timed(lambda m=compiled, f=frames, p=precision: utils.stylize(m, f, p), device,
+            seconds = timed(lambda m=compiled, f=frames, p=precision: rendering.stylize(m, f, p), device,
                             args.repeats, args.seconds)
             rows.append(render_row(size_name, f"stylize {precision} --compile, batch {batch}", precision, batch,
                                    seconds / batch, gflop, limits, quality))
@@ -211,7 +220,7 @@ def format_render_row(row: dict) -> str:
 # ---------------------------------------------------------------- video
 
 def make_clip(path: Path, seconds: float, width: int = 256, height: int = 144) -> None:
-    ffmpeg = utils.find_ffmpeg()
+    ffmpeg = video_io.find_ffmpeg()
     if ffmpeg is None:
         raise utils.UserError("the video benchmark needs an ffmpeg binary (pip install imageio-ffmpeg)")
     subprocess.run([ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=24",
@@ -257,9 +266,10 @@ def benchmark_video(args: argparse.Namespace, device: torch.device) -> dict:
         short_s, short_rss = render_clip(short, folder / "a.mp4", model_path, args.video_batch, device)
         long_s, long_rss = render_clip(long, folder / "b.mp4", model_path, args.video_batch, device)
         precision = utils.choose_precision("auto", device)
-        model = utils.prepare_for_rendering(utils.load_transformer(model_path, device), precision)  # as render_video
+        model = model_files.load_transformer(model_path, device)
+        model = rendering.prepare_for_rendering(model, precision)  # as render_video
     batch = photo_batch(256, 144, args.video_batch, device)
-    network_fps = args.video_batch / timed(lambda: utils.stylize(model, batch, precision), device, args.repeats,
+    network_fps = args.video_batch / timed(lambda: rendering.stylize(model, batch, precision), device, args.repeats,
                                                 args.seconds)
     result = {"clip": "256x144, 24 fps, with sound", "frames_short": frames, "frames_long": 10 * frames,
               "batch": args.video_batch, "precision": precision, "network_fps": network_fps,
@@ -278,10 +288,10 @@ def benchmark_video(args: argparse.Namespace, device: torch.device) -> dict:
 
 # ---------------------------------------------------------------- training
 
-def training_data(folder: Path, size: int, count: int = 16) -> None:
+def write_training_crops(folder: Path, size: int, count: int = 16) -> None:
     """`count` of make_demo_data.py's crops of the bundled photos, taken in turn from each photo."""
-    photos = utils.list_images(ROOT / "images/content-images")
-    per_photo = [make_demo_data.crops(utils.load_rgb(photo), size) for photo in photos]
+    photos = image_io.list_images(ROOT / "images/content-images")
+    per_photo = [make_demo_data.crops(image_io.load_rgb(photo), size) for photo in photos]
     for i in range(count):
         per_photo[i % len(per_photo)][i // len(per_photo)].save(folder / f"{i:02d}.png")
 
@@ -294,10 +304,10 @@ def baseline_training(data: Path, args: argparse.Namespace, device: torch.device
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     vgg = load_vgg16("random").to(device)
     with torch.no_grad():
-        style = utils.image_to_tensor(utils.load_rgb(STYLE, args.train_size)).unsqueeze(0).to(device)
+        style = image_io.image_to_tensor(image_io.load_rgb(STYLE, args.train_size)).unsqueeze(0).to(device)
         style_grams = [[gram_matrix(f) for f in vgg(style)]]
-    dataset = utils.ImageFolderDataset(data, args.train_size)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=utils.EpochBatchSampler(len(dataset), 4, 42, 0))
+    dataset = training_data.ImageFolderDataset(data, args.train_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=training_data.EpochBatchSampler(len(dataset), 4, 42, 0))
     losses, step, start = [], 0, 0.0
     while step < args.train_steps:
         for batch in loader:
@@ -364,7 +374,7 @@ def benchmark_training(args: argparse.Namespace, device: torch.device) -> list[d
 # ---------------------------------------------------------------- main
 
 def machine(device: torch.device) -> dict:
-    return {"device": utils.machine_description(device), "torch": torch.__version__,
+    return {"device": model_files.machine_description(device), "torch": torch.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": utils.cpu_has_fast_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()}
@@ -404,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.sizes, args.batches, args.clip_seconds, args.train_size, args.train_steps = "256", "2", 1.0, 96, 12
     device = utils.choose_device(args.device)
-    args.video_batch = args.video_batch or utils.default_batch_size(device)  # render_video.py's default
+    args.video_batch = args.video_batch or rendering.default_batch_size(device)  # render_video.py's default
     parts = set(args.parts.split(","))
     args.sizes = [s for s in args.sizes.split(",") if s]
     if unknown := [s for s in args.sizes if s not in SIZES]:
@@ -415,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
         if precision not in DTYPES:
             raise utils.UserError(f"--precisions: unknown {precision} (choose from fp32, bf16, fp16)")
         utils.choose_precision(precision, device)
-    results = {"machine": machine(device), "command": utils.command_line("benchmark.py", argv)}
+    results = {"machine": machine(device), "command": model_files.command_line("benchmark.py", argv)}
     print(f"{results['machine']['device']}, {torch.get_num_threads()} threads, "
           f"CPU capability {results['machine']['cpu_capability']}, native bf16: {results['machine']['native_bf16']}")
 

@@ -1,17 +1,23 @@
 """Regenerate every figure in the README from the bundled models and images.
 
-    python make_figures.py            # writes images/figures/*.jpg
+    python tools/make_figures.py            # writes images/figures/*.jpg
 
 The models were trained with the untrained (random) loss network, see models/README.md.
 """
 
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository root
+sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
+
+import image_io
+import model_files
+import rendering
 import utils
 
-ROOT = Path(__file__).resolve().parent  # the bundled files, wherever this is run from
 CONTENT = ROOT / "images/content-images"
 STYLES = ROOT / "images/style-images"
 MODELS = ROOT / "models"
@@ -49,9 +55,9 @@ def column(rows: list[Image.Image], gap: int = 6) -> Image.Image:
 
 
 def render(model_path: Path, photo: Path) -> Image.Image:
-    model = utils.load_transformer(model_path)
-    content = utils.image_to_tensor(utils.load_rgb(photo)).unsqueeze(0)
-    return utils.tensor_to_image(utils.stylize(model, content)[0])
+    model = model_files.load_transformer(model_path)
+    content = image_io.image_to_tensor(image_io.load_rgb(photo)).unsqueeze(0)
+    return image_io.tensor_to_image(rendering.stylize(model, content)[0])
 
 
 def save(figure: Image.Image, path: Path) -> None:
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for photo in photos:
         for style, model in [(glass, "stained-glass.pth"), (strokes, "brush-strokes.pth")]:
-            rows.append(row([tile(utils.load_rgb(photo), photo.name), tile(utils.load_rgb(style), style.name),
+            rows.append(row([tile(image_io.load_rgb(photo), photo.name), tile(image_io.load_rgb(style), style.name),
                              tile(render(MODELS / model, photo), f"models/{model}")]))
     save(column(rows), out / "gallery.jpg")
 
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     coffee = CONTENT / "coffee.jpg"
     methods = [("stained-glass.pth", "stained glass only"), ("brush-strokes.pth", "brush strokes only"),
                ("blend.pth", "blend, train.py 0.5/0.5"), ("distilled.pth", "blend, distillation.py")]
-    save(row([tile(utils.load_rgb(coffee), "content")] + [tile(render(MODELS / m, coffee), c) for m, c in methods]),
+    save(row([tile(image_io.load_rgb(coffee), "content")] + [tile(render(MODELS / m, coffee), c) for m, c in methods]),
          out / "methods.jpg")
 
     # interpolation over the style weights (stained glass : brush strokes)

@@ -1,7 +1,7 @@
 """Make the short demo clip from the project's own photos: a slow pan-and-zoom (Ken Burns) with a soft chord.
 
-    python make_demo_clip.py                          # writes images/demo-clip.mp4 (4 s, 480x320, 24 fps)
-    python make_demo_clip.py --images a.jpg b.jpg c.jpg --seconds 6 --output /tmp/clip.mp4
+    python tools/make_demo_clip.py                          # writes images/demo-clip.mp4 (4 s, 480x320, 24 fps)
+    python tools/make_demo_clip.py --images a.jpg b.jpg c.jpg --seconds 6 --output /tmp/clip.mp4
 
 Each photo is one shot: the first zooms slowly in, the next pans upwards, and so on, with cross-fades between
 shots. Every shot has its own chord, cross-faded with the pictures. The frames are piped raw to the ffmpeg

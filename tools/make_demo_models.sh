@@ -7,9 +7,9 @@
 # By default this runs offline on the CPU with the UNTRAINED (random) loss network, on crops of the
 # bundled photos: that is how the shipped models were made, because ImageNet VGG16 weights and COCO
 # cannot be fetched where they were trained. For real models, on a GPU box with internet:
-#   VGG_WEIGHTS=imagenet DATAPATH=~/data/coco2017 IMAGE_SIZE=256 STEPS=40000 bash make_demo_models.sh
+#   VGG_WEIGHTS=imagenet DATAPATH=~/data/coco2017 IMAGE_SIZE=256 STEPS=40000 bash tools/make_demo_models.sh
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."
 
 DATAPATH="${DATAPATH:-data/demo-crops}"   # made by make_demo_data.py when missing
 VGG_WEIGHTS="${VGG_WEIGHTS:-random}"
@@ -21,7 +21,7 @@ GLASS=images/style-images/stained-glass.png
 STROKES=images/style-images/brush-strokes.jpg
 
 source ./setup_env.sh
-if [ ! -d "$DATAPATH" ]; then "$PYTHON" make_demo_data.py --output "$DATAPATH"; fi
+if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
 
 common=(--datapath "$DATAPATH" --image-size "$IMAGE_SIZE" --max-steps "$STEPS" --epochs 100000 --seed 0
         --vgg-weights "$VGG_WEIGHTS" --device "$DEVICE" --precision fp32 --save-fp16 --log-dir logs/demo

@@ -3,13 +3,18 @@
 The demo models cannot be trained on COCO here, so they learn from many crops of our own photos:
 every photo at three scales, on a 3x3 grid of positions, plain and mirrored.
 
-    python make_demo_data.py --output data/demo-crops
+    python tools/make_demo_data.py --output data/demo-crops
 """
 
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository root
+sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
+
+import image_io
 import utils
 
 SCALES = (1.0, 0.7, 0.5)  # crop side as a fraction of the photo's shorter side
@@ -36,13 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=utils.positive_int, default=256,
                         help="crop side in pixels (default: %(default)s)")
     args = parser.parse_args(argv)
-    photos = utils.list_images(args.input)
+    photos = image_io.list_images(args.input)
     if not photos:
         raise utils.UserError(f"--input: no image in {args.input}")
     output = Path(args.output)
     count = 0
     for photo in photos:
-        for i, crop in enumerate(crops(utils.load_rgb(photo), args.size)):
+        for i, crop in enumerate(crops(image_io.load_rgb(photo), args.size)):
             with utils.atomic_path(output / f"{photo.stem}_{i:03d}.jpg") as temp:
                 crop.save(temp, format="JPEG", quality=92)
             count += 1

@@ -1,7 +1,7 @@
 """Generate the project's own two style images: a stained-glass mosaic and bold swirling brush strokes.
 
-    python make_style_images.py                      # writes images/style-images/stained-glass.png, brush-strokes.jpg
-    python make_style_images.py --size 256 --seed 3 --out-dir /tmp/styles
+    python tools/make_style_images.py        # writes images/style-images/stained-glass.png, brush-strokes.jpg
+    python tools/make_style_images.py --size 256 --seed 3 --out-dir /tmp/styles
 
 Everything is drawn from a seeded random generator, so the same --size and --seed give the same files.
 """

@@ -1,0 +1,119 @@
+"""Image files: reading any kind upright (EXIF, gray, alpha, 16-bit, palette), tensors from and to
+PIL images, and writing in the format the extension names."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from utils import UserError, atomic_path, warn
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Every file with an image extension below `folder`, recursively, in a stable order."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def load_rgb(path: str | Path, size: int | None = None) -> Image.Image:
+    """Open an image upright (EXIF orientation applied) as RGB; `size` scales its shorter side."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from None
+    if size is not None:
+        scale = size / min(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    return image
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """A PIL RGB image as a 3xHxW tensor in 0-255, of torch's default dtype (float32 unless changed)."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1).to(torch.get_default_dtype())
+
+
+def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
+    """A 3xHxW tensor in 0-255 (clamped and rounded) as a PIL RGB image."""
+    array = tensor.detach().float().clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, "RGB")
+
+
+_NO_ALPHA_FORMATS = {"JPEG", "BMP", "PPM"}
+
+
+@dataclass
+class Picture:
+    """An image to stylise, upright: its RGB pixels, and what is needed to give the result the input's kind."""
+
+    rgb: Image.Image
+    alpha: Image.Image | None = None
+    grayscale: bool = False
+    icc_profile: bytes | None = None
+
+    def resized(self, size: tuple[int, int]) -> "Picture":
+        if size == self.rgb.size:
+            return self
+        alpha = self.alpha.resize(size, Image.Resampling.LANCZOS) if self.alpha else None
+        return Picture(self.rgb.resize(size, Image.Resampling.LANCZOS), alpha, self.grayscale, self.icc_profile)
+
+    def with_pixels(self, rgb: Image.Image) -> Image.Image:
+        """`rgb` (e.g. the stylised pixels) as the input's kind: grayscale stays gray, alpha comes back."""
+        image = rgb.convert("L") if self.grayscale else rgb
+        if self.alpha is not None:
+            image.putalpha(self.alpha)
+        if self.icc_profile:
+            image.info["icc_profile"] = self.icc_profile
+        return image
+
+
+def open_picture(path: str | Path) -> Picture:
+    """Open any image Pillow reads, upright (EXIF orientation applied); 16-bit becomes 8-bit."""
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from None
+    # A profile describes RGB or gray pixels; a CMYK or Lab one would not fit the RGB we make of those.
+    icc_profile = image.info.get("icc_profile") if image.mode not in ("CMYK", "LAB", "HSV") else None
+    if image.mode.startswith("I") or image.mode == "F":  # 16-bit gray (I;16*, or I from older Pillow)
+        scale = 1 if image.mode == "F" else 257
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / scale).round().clip(0, 255).astype(np.uint8))
+    grayscale = image.mode in ("1", "L", "LA", "La")
+    if "transparency" in image.info or image.mode in ("PA", "RGBa", "La"):
+        image = image.convert("RGBA")  # palette or single-colour transparency as an alpha channel
+    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
+    return Picture(image.convert("RGB"), alpha, grayscale, icc_profile)
+
+
+def image_format(path: str | Path) -> str:
+    """The Pillow format that writes `path`, from its extension."""
+    suffix = Path(path).suffix.lower()
+    name = Image.registered_extensions().get(suffix)
+    if name not in Image.SAVE:
+        raise UserError(f"{path}: cannot write images with the extension {suffix or '(none)'!r} "
+                        "(use e.g. .png, .jpg or .webp)")
+    return name
+
+
+def save_image(image: Image.Image, path: str | Path) -> None:
+    """Write atomically in the format the extension names (JPEG at quality 95)."""
+    file_format = image_format(path)
+    if file_format in _NO_ALPHA_FORMATS and image.mode in ("LA", "RGBA"):
+        warn(f"{Path(path).name}: {file_format} has no transparency, the alpha channel is dropped")
+        image = image.convert(image.mode[:-1])
+    options = {"quality": 95} if file_format in ("JPEG", "WEBP") else {}
+    if image.info.get("icc_profile"):
+        options["icc_profile"] = image.info["icc_profile"]
+    try:
+        with atomic_path(path) as temp:
+            image.save(temp, format=file_format, **options)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+

@@ -1,0 +1,166 @@
+"""Model files: saving a TransformerNet with its provenance JSON, the one safe loader (weights_only, every
+supported layout: ours, the PyTorch example's, the original repo's), and reading training checkpoints."""
+
+import contextlib
+import os
+import pickle
+import platform
+import re
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from transformer_net import TransformerNet
+from utils import UserError, require_file, save_json, torch_save
+
+
+def save_model(model: torch.nn.Module, path: str | Path, provenance: dict, fp16: bool = False) -> None:
+    """Save a plain state_dict (the example's layout) and its provenance as JSON beside it.
+
+    With `fp16` the tensors are stored as float16: half the size, and load_state_dict casts them
+    back to float32 (here and in the PyTorch example)."""
+    path = Path(path)
+    state = {k: (v.half() if fp16 else v).detach().cpu() for k, v in model.state_dict().items()}
+    torch_save(state, path)
+    save_json(provenance, provenance_path(path))
+
+
+def provenance_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+# The original multi-style repo saved each tensor twice, under two module trees; either maps.
+_LEGACY_RENAMES = [
+    (r"conv1\.conv1\.", "conv1.conv2d."), (r"conv2\.conv1\.", "conv2.conv2d."),
+    (r"conv3\.conv1\.", "conv3.conv2d."), (r"conv4\.conv1\.", "deconv3.conv2d."),
+    (r"norm([1-5])\.", r"in\1."),
+    (r"res([1-5])\.ConvLayer([12])\.conv1\.", r"res\1.conv\2.conv2d."),
+    (r"res([1-5])\.norm([12])\.", r"res\1.in\2."),
+    (r"up([12])\.conv1\.", r"deconv\1.conv2d."),
+    (r"encoder\.0\.conv1\.", "conv1.conv2d."), (r"encoder\.3\.conv1\.", "conv2.conv2d."),
+    (r"encoder\.6\.conv1\.", "conv3.conv2d."), (r"encoder\.1\.", "in1."),
+    (r"encoder\.4\.", "in2."), (r"encoder\.7\.", "in3."),
+    (r"decoder\.0\.conv1\.", "deconv1.conv2d."), (r"decoder\.3\.conv1\.", "deconv2.conv2d."),
+    (r"decoder\.6\.conv1\.", "deconv3.conv2d."), (r"decoder\.1\.", "in4."), (r"decoder\.4\.", "in5."),
+]
+
+
+_LEGACY_RESIDUAL = re.compile(r"residual\.([0-4])\.(ConvLayer[12]\.conv1\.|norm[12]\.)(.+)")
+
+
+# Old releases of the example saved InstanceNorm running statistics that nothing uses.
+_UNUSED_KEY = re.compile(r"(^|\.)(running_mean|running_var|num_batches_tracked)$")
+
+
+def _canonical_name(key: str) -> str:
+    key = key.removeprefix("module.")  # saved from a DataParallel wrapper
+    residual = _LEGACY_RESIDUAL.fullmatch(key)
+    if residual:
+        index, inner, rest = residual.groups()
+        key = f"res{int(index) + 1}.{inner}{rest}"
+    for pattern, replacement in _LEGACY_RENAMES:
+        renamed, count = re.subn(f"^{pattern}", replacement, key)
+        if count:
+            return renamed
+    return key
+
+
+def to_transformer_state(state: object) -> dict[str, torch.Tensor]:
+    """Our, the example's or the original repo's layout as our state_dict (fp32 tensors)."""
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a training checkpoint
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError("it holds no state_dict")
+    converted = {}
+    for key, tensor in state.items():
+        if _UNUSED_KEY.search(key):
+            continue
+        converted.setdefault(_canonical_name(key), tensor.float())
+    return converted
+
+
+def load_transformer(path: str | Path, device: torch.device | str = "cpu") -> TransformerNet:
+    """Load a TransformerNet in eval mode from any supported layout; never runs pickled code."""
+    path = require_file(path, "model")
+    model = TransformerNet()
+    try:
+        state = to_transformer_state(_load_weights(path))
+        _check_state(state, model.state_dict())
+    except ValueError as exc:
+        raise UserError(f"{path} is not a TransformerNet model: {exc}") from None
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def _load_weights(path: Path) -> object:
+    """torch.load with weights_only=True, its many failure messages turned into one short reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4 in the checkpoint"
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise ValueError("it holds pickled objects other than tensors, which are refused "
+                             "(nothing in it was run)") from None
+        raise ValueError(f"not a file written by torch.save ({_first_line(exc)})") from None
+    except Exception as exc:
+        if "zip archive" in str(exc) or isinstance(exc, EOFError):
+            raise ValueError("the file is truncated or corrupt") from None
+        detail = "" if isinstance(exc, KeyError) else f" ({type(exc).__name__}: {_first_line(exc)})"
+        raise ValueError(f"not a file written by torch.save{detail}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+def _check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} of its {len(expected)} weights are missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unknown entries (e.g. {unexpected[0]})")
+        raise ValueError(", ".join(parts))
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise ValueError(f"{key} has shape {list(state[key].shape)}, expected {list(tensor.shape)}")
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = require_file(path, "--resume")
+    try:
+        checkpoint = _load_weights(path)  # never runs pickled code
+        if not (isinstance(checkpoint, dict) and {"model", "optimizer", "step"} <= checkpoint.keys()
+                and isinstance(checkpoint["model"], dict)):
+            raise ValueError("it is not a training checkpoint of this suite")
+        _check_state(checkpoint["model"], TransformerNet().state_dict())
+    except ValueError as exc:
+        raise UserError(f"--resume: {path} is not a usable checkpoint: {exc}") from None
+    return checkpoint
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that ran a script, quoted so it can be pasted back into a shell."""
+    argv = sys.argv[1:] if argv is None else argv
+    return " ".join(shlex.quote(str(a)) for a in ["python", script, *argv])
+
+
+def machine_description(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return f"{device.type}: {name}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+

@@ -1,0 +1,77 @@
+"""Rendering with a trained network: the flags both renderers share, precision set-up, and `stylize`
+(the network, --preserve-color, --strength) for a batch of images or frames."""
+
+import argparse
+import contextlib
+
+import torch
+
+from transformer_net import TransformerNet
+from utils import COMPILE_HELP, PRECISIONS, TooLarge, autocast, compile_network, too_large_for_device, unit_float
+
+_LUMA = (0.299, 0.587, 0.114)  # Y of BT.601 / JPEG YCbCr
+
+
+def add_render_args(parser: argparse.ArgumentParser) -> None:
+    """The flags render_image.py and render_video.py share."""
+    parser.add_argument("--preserve-color", "--preserve-colour", action="store_true",
+                        help="keep the content's colours: the stylised brightness with the content's chroma")
+    parser.add_argument("--strength", type=unit_float, default=1.0, metavar="S",
+                        help="how much style: 1 = fully stylised, 0 = the content unchanged, in between a "
+                             "blend of the two (default: %(default)s)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where to run the network; auto prefers CUDA, then MPS (default: %(default)s)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="the network's arithmetic; bf16 and fp16 use autocast; auto = fp16 on CUDA, bf16 on "
+                             "CPUs with native bfloat16 (AVX512-BF16, AMX), else fp32 (default: %(default)s)")
+    parser.add_argument("--compile", action="store_true", help=COMPILE_HELP)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Frames per forward pass when rendering video: batches pay on GPUs; on the CPU they were slower."""
+    return 4 if device.type == "cuda" else 1
+
+
+def prepare_for_rendering(model: TransformerNet, precision: str, compile: bool = False) -> torch.nn.Module:
+    """`model` (changed in place) set up for stylize() at `precision`, a choose_precision() result.
+
+    bf16 on the CPU converts the weights once, so that the activations stay bf16 from layer to layer:
+    autocast instead casts every layer's input and output, and was 1.5x slower at 1280x720 (benchmark.py,
+    README). Elsewhere reduced precision is autocast's, the weights stay fp32.
+    """
+    if precision == "bf16" and next(model.parameters()).device.type == "cpu":
+        model.to(torch.bfloat16)
+    return compile_network(model.eval(), compile, inference=True)
+
+
+def stylize(model: torch.nn.Module, batch: torch.Tensor, precision: str = "fp32", preserve_color: bool = False,
+            strength: float = 1.0) -> torch.Tensor:
+    """Stylise an Nx3xHxW batch in 0-255 (fp32, on the model's device); the result is fp32 in 0-255.
+
+    `precision` is a choose_precision() result; with a model whose weights prepare_for_rendering()
+    made bf16, the network simply runs in bf16. With `preserve_color` the stylised luminance goes
+    onto the content's chroma; `strength` < 1 then blends towards the content.
+    """
+    weights = next(model.parameters()).dtype
+    try:
+        with torch.inference_mode():
+            with autocast(precision, batch.device) if weights == torch.float32 else contextlib.nullcontext():
+                stylised = model(batch.to(weights))
+            stylised = stylised.float().clamp(0, 255)
+            if preserve_color:
+                stylised = (batch + (_luminance(stylised) - _luminance(batch))).clamp(0, 255)
+            return stylised if strength == 1 else torch.lerp(batch, stylised, strength)
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one too
+        problem = too_large_for_device(exc)
+        if problem is None:
+            raise
+        height, width = batch.shape[-2:]
+        frames = f" ({len(batch)} frames at once)" if len(batch) > 1 else ""
+        raise TooLarge(f"{problem} at {width}x{height}{frames} on {batch.device}") from None
+
+
+def _luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """Y of YCbCr. Adding a value to R, G and B alike changes Y by that value and leaves Cb and Cr."""
+    red, green, blue = rgb.unbind(1)
+    return (_LUMA[0] * red + _LUMA[1] * green + _LUMA[2] * blue).unsqueeze(1)
+
