@@ -44,9 +44,12 @@ def warn(message: str) -> None:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the module docstring kept as written, and a refused flag as one line: `error: ...`."""
+    """argparse with the module docstring kept as written, a refused flag as one line (`error: ...`), and no
+    abbreviated flags: argparse would take `--style-weight` for `--style-weights` if only one of them existed, and a
+    prefix such as `--style-weig` silently for whichever flag it happens to match."""
 
     def __init__(self, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
     def error(self, message: str):
