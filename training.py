@@ -70,8 +70,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="continue from a checkpoint written by this script (default: start fresh)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="arithmetic of the forward passes (autocast; weights and losses stay fp32): auto = "
-                             "bf16 on GPUs and CPUs with native bfloat16, else fp32; fp16 (CUDA only) uses a "
-                             "gradient scaler (default: %(default)s)")
+                             "bf16 on GPUs and CPUs with native bfloat16 (GPUs of compute capability 8.0 and up), "
+                             "fp16 on older GPUs, else fp32; fp16 (CUDA only) uses a gradient scaler "
+                             "(default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     parser.add_argument("--save-fp16", action="store_true",
                         help="store the final model's tensors as float16: half the file size, loads back as "
