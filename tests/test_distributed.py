@@ -1,6 +1,5 @@
 """Training under torchrun (DistributedDataParallel, gloo on the CPU)."""
 
-import csv
 import json
 import math
 import os
@@ -11,23 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import torch.distributed as dist
 
 import model_files
 import train
-from conftest import ROOT, train_args, write_noise_image
+from conftest import ROOT, largest_difference, logged_losses, train_args, train_float64, write_noise_image
 from training_data import EpochBatchSampler
-
-FLOAT64_TRAIN = """import os, sys
-sys.path.insert(0, {root!r})
-import torch
-torch.set_default_dtype(torch.float64)  # weights, images and losses in float64: see the test below
-if os.environ.get("BREAK_GRADIENT_SYNC"):  # the broken run the test must tell apart: DDP left out
-    torch.nn.parallel.DistributedDataParallel = lambda module, **kwargs: module
-import train, utils
-utils.run_main(train.main)
-"""
 
 SLOW_CHECKPOINT_TRAIN = """import os, sys, time
 sys.path.insert(0, {root!r})
@@ -43,33 +31,6 @@ torch.save = slow_save
 import train, utils
 utils.run_main(train.main)
 """
-
-
-def train_float64(tmp_path: Path, out: Path, photos: Path, style: Path, *flags: object, processes: int = 1,
-                  broken: bool = False) -> Path:
-    """train.py in float64 (see below) on `photos`, in 1 process or under torchrun, writing under `out`."""
-    script = tmp_path / "train_float64.py"
-    script.write_text(FLOAT64_TRAIN.format(root=str(ROOT)))
-    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
-    command = [*launch, script, "--datapath", photos, "--stylepath", style, "--vgg-weights", "random", "--image-size",
-               "32", "--device", "cpu", "--log-interval", "1", "--precision", "fp32", "--savename", "m.pth",
-               "--save-dir", out / "models", "--log-dir", out / "logs", "--checkpoint-dir", out / "checkpoints", *flags]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"BREAK_GRADIENT_SYNC": "1"} if broken else {})}
-    result = subprocess.run([sys.executable, *map(str, command)], cwd=tmp_path, capture_output=True, text=True,
-                            env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
-def logged_losses(out: Path) -> list[dict]:
-    with open(out / "logs/m.csv") as log:
-        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(log)]
-
-
-def largest_difference(a: Path, b: Path) -> float:
-    first, second = (torch.load(out / "models/m.pth", weights_only=True) for out in (a, b))
-    assert first.keys() == second.keys() and all(t.dtype == torch.float64 for t in first.values())
-    return max((first[k] - second[k]).abs().max().item() for k in first)
 
 
 @pytest.mark.slow
