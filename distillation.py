@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 import model_files
 import training
+import training_checkpoint
 import training_data
 import utils
 from transformer_net import TransformerNet
@@ -105,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
                      for p, w in zip(paths, teacher_weights, strict=True)],
         "pixel_weight": args.pixel_weight, "init_from": args.init_from, "seed": args.seed,
     }
-    model_path = training.fit(model, compute_losses, dataset, args, device, provenance)
+    resume_settings = {"--teachers": training_checkpoint.paths_setting(paths),
+                       "--teacher-weights": training_checkpoint.weights_setting(teacher_weights)}
+    model_path = training.fit(model, compute_losses, dataset, args, device, provenance, resume_settings)
     print(f"model saved to {model_path}")
 
 

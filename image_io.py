@@ -20,12 +20,9 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def load_rgb(path: str | Path, size: int | None = None) -> Image.Image:
-    """Open an image upright (EXIF orientation applied) as RGB; `size` scales its shorter side."""
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UserError(f"cannot read image {path}: {exc}") from None
+    """Open an image upright as RGB pixels exactly as open_picture() reads it for rendering (16-bit scaled to
+    8 bits, not clipped white; alpha dropped); `size` scales its shorter side. For training photos and styles."""
+    image = open_picture(path).rgb
     if size is not None:
         scale = size / min(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),

@@ -52,6 +52,9 @@ def plan_outputs(content: Path, output: Path, image_format: str) -> list[tuple[P
     if content.is_dir():
         if output.is_file():
             raise utils.UserError(f"--output-path: {output} is a file, but --content-path is a folder")
+        if output.resolve() == content.resolve():
+            raise utils.UserError(f"--output-path: {output} is the input folder: the outputs would overwrite or mix "
+                                  "with the inputs (choose another folder)")
         images = [p for p in image_io.list_images(content) if output.resolve() not in p.resolve().parents]
         if not images:
             raise utils.UserError(f"--content-path: no images in {content} "
@@ -65,6 +68,9 @@ def plan_outputs(content: Path, output: Path, image_format: str) -> list[tuple[P
         raise utils.UserError(f"--content-path: no such file or folder: {content}")
     written: dict[Path, Path] = {}
     for source, target in pairs:
+        if target.resolve() == source.resolve() or (target.exists() and target.samefile(source)):
+            raise utils.UserError(f"--output-path: {target} is the input {source}: it would be overwritten "
+                                  "(choose another name or folder)")
         image_io.image_format(target)
         if target in written:
             raise utils.UserError(f"{written[target]} and {source} would both be written to {target} "

@@ -5,7 +5,8 @@
 
 Decoding, stylising (in batches) and encoding run at the same time and only a few frames are
 held in memory, so any length works. The output keeps the source's frame rate, frame count and
-duration, and its sound (copied, or re-encoded to AAC where the container cannot hold it as it
+duration (a variable frame rate becomes its average, each frame placed by its timestamp, so that picture
+and sound stay in sync), and its sound (copied, or re-encoded to AAC where the container cannot hold it as it
 is). The ffmpeg that encodes comes with the imageio-ffmpeg package; without any ffmpeg the video
 is written by OpenCV instead (MPEG-4 Part 2, no sound). The file appears under its name only
 when complete.
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             utils.warn(f"H.264 (yuv420p) needs even sides: the {size[0]}x{size[1]} frames get their last "
                        f"column/row repeated, to {encoded[0]}x{encoded[1]}")
 
-    reader = video_io.FrameReader(source, size, queue_size=2 * args.batch_size)
+    reader = video_io.FrameReader(source, size, queue_size=2 * args.batch_size, fps=info.fps)  # a steady rate
     progress = tqdm(total=info.frames, unit="frame", dynamic_ncols=True)
     count = 0
     try:
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
             writer = video_io.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec)
             try:
                 for frames in batched(reader, args.batch_size):
-                    batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float()
+                    # NCHW, contiguous: permute() alone leaves the channels_last layout, slower for the network
+                    batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float().contiguous()
                     try:
                         stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
                     except utils.TooLarge as exc:
@@ -136,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         reader.close()
         progress.close()
-    if info.frames and count < info.frames - max(1, info.frames // 100):  # the count is an estimate in some files
-        utils.warn(f"only {count} of the {info.frames} frames that {source} announces could be decoded "
+    if info.frames and reader.decoded < info.frames - max(1, info.frames // 100):  # an estimate in some files
+        utils.warn(f"only {reader.decoded} of the {info.frames} frames that {source} announces could be decoded "
                    "(is it damaged or cut short?): the output is shorter")
     sound = "with sound" if audio_from else "without sound"
     print(f"wrote {output}: {count} frames {encoded[0]}x{encoded[1]} at {float(info.fps):.6g} fps, {sound}")

@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source ./setup_env.sh
 "$PYTHON" -m ruff check .
+"$PYTHON" -c "import torch; print('CUDA tier (tests marked cuda): ' + ('runs on ' + torch.cuda.get_device_name(0)
+      if torch.cuda.is_available() else 'skipped, no CUDA device'))"
 "$PYTHON" -m pytest "$@"

@@ -11,6 +11,7 @@ import torch
 import image_io
 import model_files
 import training
+import training_checkpoint
 import training_data
 import utils
 from transformer_net import TransformerNet
@@ -104,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         "alt": args.alt, "content_weight": args.content_weight, "style_weight": args.style_weight,
         "tv_weight": args.tv_weight, "seed": args.seed,
     }
-    model_path = training.fit(model, compute_losses, dataset, args, device, provenance)
+    resume_settings = {"--stylepath": training_checkpoint.paths_setting(paths),
+                       "--style-weights": training_checkpoint.weights_setting(style_weights)}
+    model_path = training.fit(model, compute_losses, dataset, args, device, provenance, resume_settings)
     print(f"model saved to {model_path}")
 
 

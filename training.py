@@ -1,19 +1,21 @@
 """The training loop train.py and distillation.py share: their common flags, Adam, precision, checkpoints and
-resume, Ctrl-C, torchrun (DDP), and the final model with its provenance."""
+resume (see training_checkpoint), Ctrl-C, torchrun (DDP), and the final model with its provenance."""
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from model_files import load_checkpoint, machine_description, save_model
+import training_checkpoint
+from model_files import machine_description, save_model
 from training_data import EpochBatchSampler, ImageFolderDataset
 from training_log import CsvLog, plot_losses
 from utils import (
@@ -67,11 +69,16 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-interval", type=positive_int, default=2000,
                         help="steps between checkpoints (default: %(default)s)")
     parser.add_argument("--resume", default=None, metavar="CKPT",
-                        help="continue from a checkpoint written by this script (default: start fresh)")
+                        help="continue from a checkpoint written by this script, with the same flags: one that "
+                             "changes what its step means (batch size, processes, image size, number of photos, "
+                             "styles or teachers) is refused (default: start fresh)")
+    parser.add_argument("--resume-anyway", action="store_true",
+                        help="with --resume: continue even where those settings differ (default: refuse)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="arithmetic of the forward passes (autocast; weights and losses stay fp32): auto = "
-                             "bf16 on GPUs and CPUs with native bfloat16, else fp32; fp16 (CUDA only) uses a "
-                             "gradient scaler (default: %(default)s)")
+                             "bf16 on GPUs and CPUs with native bfloat16 (GPUs of compute capability 8.0 and up), "
+                             "fp16 on older GPUs, else fp32; fp16 (CUDA only) uses a gradient scaler "
+                             "(default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     parser.add_argument("--save-fp16", action="store_true",
                         help="store the final model's tensors as float16: half the file size, loads back as "
@@ -91,13 +98,20 @@ def require_writable_folders(args: argparse.Namespace) -> None:
 
 
 def training_device(name: str) -> torch.device:
-    """The device of this process; under torchrun, also joins the process group (NCCL or gloo)."""
+    """The device of this process; under torchrun, also joins the process group (fit() leaves it at the end).
+
+    NCCL with one GPU per process; where a machine runs more processes than it has GPUs, they share the GPUs
+    round-robin over gloo (NCCL refuses two processes on one GPU). gloo on the CPU."""
     device = choose_device(name)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "gloo"
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+            device = torch.device("cuda", local_rank % gpus)
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= gpus:
+                backend = "nccl"
+        dist.init_process_group(backend)
     return device
 
 
@@ -109,16 +123,29 @@ LossFunction = Callable[[torch.nn.Module, torch.Tensor, int], dict[str, torch.Te
 
 
 def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFolderDataset,
-        args: argparse.Namespace, device: torch.device, provenance: dict) -> Path:
+        args: argparse.Namespace, device: torch.device, provenance: dict,
+        resume_settings: dict[str, str] | None = None) -> Path:
     """The training loop both trainers share: Adam, progress, CSV log, checkpoints, resume, Ctrl-C, DDP.
 
     `compute_losses(network, batch, step)` runs `network` (the model, wrapped for DDP under torchrun)
-    on the batch and returns named loss terms, the one to minimise under "total". Rank 0 writes the
-    log, checkpoints and the model (to `save_dir/savename`, with `provenance` plus run facts beside
-    it; `provenance` should name the command, see command_line).
+    on the batch and returns named loss terms, the one to minimise under "total"; each must be a mean over
+    the batch's images. Rank 0 writes the log, checkpoints and the model (to `save_dir/savename`, with
+    `provenance` plus run facts beside it; `provenance` should name the command, see command_line).
+    `resume_settings` are the script's own settings that --resume must find unchanged (see
+    training_checkpoint.run_settings). Under torchrun, the process leaves the process group at the end.
     """
+    try:
+        return _fit(model, compute_losses, dataset, args, device, provenance, resume_settings or {})
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFolderDataset,
+         args: argparse.Namespace, device: torch.device, provenance: dict, resume_settings: dict[str, str]) -> Path:
     rank, world_size = _rank_and_world()
     is_main = rank == 0
+    model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     precision = training_precision(args.precision, device)
     scaler = _gradient_scaler(precision == "fp16")
@@ -126,16 +153,11 @@ def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFold
     total_steps = args.epochs * steps_per_epoch
     if args.max_steps is not None:
         total_steps = min(total_steps, args.max_steps)
+    settings = training_checkpoint.run_settings(args, world_size, len(dataset), resume_settings)
     step, elapsed = 0, 0.0
-    if args.resume:
-        checkpoint = load_checkpoint(args.resume)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        step, elapsed = checkpoint["step"], checkpoint.get("elapsed_s", 0.0)
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if "scaler" in checkpoint:
-            scaler.load_state_dict(checkpoint["scaler"])
-    model.to(device).train()
+    if args.resume:  # after the model's move to the device: the optimiser's state follows its parameters
+        step, elapsed = training_checkpoint.resume(args.resume, model, optimizer, scaler, device, settings,
+                                                   args.resume_anyway)
     torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels once
     network = compile_network(model, args.compile)
     if world_size > 1:
@@ -148,9 +170,8 @@ def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFold
     def save_checkpoint() -> Path:
         path = Path(args.checkpoint_dir) / f"{stem}_step{step:07d}.pth"
         if is_main:
-            torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(), "scaler": scaler.state_dict(),
-                        "args": vars(args)}, path)
+            torch_save(training_checkpoint.contents(model, optimizer, scaler, step, elapsed, args, settings,
+                                                    precision), path)
         return path
 
     stop = StopRequest(world_size, device)
@@ -164,11 +185,14 @@ def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFold
                                          pin_memory=device.type == "cuda")
     started, interval_steps = time.perf_counter(), 0
     with stop, progress:  # the bar is closed (its line ended) before any error is printed
-        while step < total_steps and not stop.requested:
+        while step < total_steps and not stop.stopping:
             sampler.epoch, sampler.start_step = divmod(step, steps_per_epoch)
             for batch in loader:
                 with autocast(precision, device):
                     losses = compute_losses(network, batch.to(device, non_blocking=True), step)
+                share = sampler.loss_scale(step % steps_per_epoch)
+                if share != 1:  # a ragged last global batch: see EpochBatchSampler
+                    losses = {name: value * share for name, value in losses.items()}
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(losses["total"]).backward()
                 scaler.step(optimizer)
@@ -189,22 +213,34 @@ def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFold
                 if step >= total_steps or stop.agreed():
                     break
     elapsed += time.perf_counter() - started
-    if stop.requested:
-        path = save_checkpoint()
-        _write_run_files(log, args, provenance, stem)
+    if step < total_steps:  # stopped (Ctrl-C, SIGTERM) before the end; a stop during the last step is the end
+        with _all_wait_for_rank_0(world_size):
+            path = save_checkpoint()
+            _write_run_files(log, args, provenance, stem)
         raise UserError(f"interrupted at step {step}/{total_steps}; checkpoint saved, continue with: "
                         f"--resume {shlex.quote(str(path))}")
     model_path = Path(args.save_dir) / args.savename
-    if is_main:
-        _write_run_files(log, args, provenance, stem)
-        save_model(model, model_path, {
-            **provenance, "steps": step, "image_size": args.image_size, "batch_size": args.batch_size,
-            "processes": world_size, "precision": precision, "vgg_weights": args.vgg_weights,
-            "wall_time_s": round(elapsed, 1), "machine": machine_description(device), "final_losses": log.last(),
-        }, fp16=args.save_fp16)
-    if world_size > 1:
-        dist.barrier()
+    with _all_wait_for_rank_0(world_size):
+        if is_main:
+            _write_run_files(log, args, provenance, stem)
+            save_model(model, model_path, {
+                **provenance, "steps": step, "image_size": args.image_size, "batch_size": args.batch_size,
+                "processes": world_size, "precision": precision, "vgg_weights": args.vgg_weights,
+                "wall_time_s": round(elapsed, 1), "machine": machine_description(device),
+                "final_losses": log.last(),
+            }, fp16=args.save_fp16)
     return model_path
+
+
+@contextlib.contextmanager
+def _all_wait_for_rank_0(world_size: int) -> Iterator[None]:
+    """Under torchrun, no process goes on (and exits) before rank 0 has written its files, even if that fails:
+    torchrun stops all processes as soon as one exits, which would cut rank 0's checkpoint short."""
+    try:
+        yield
+    finally:
+        if world_size > 1:
+            dist.barrier()
 
 
 def _gradient_scaler(enabled: bool) -> "torch.amp.GradScaler":
@@ -234,7 +270,8 @@ def _write_run_files(log: "CsvLog | None", args: argparse.Namespace, provenance:
 class StopRequest:
     """Turn the first Ctrl-C/SIGTERM into a flag checked between steps; a second one aborts."""
 
-    requested = False
+    requested = False  # a signal came to this process
+    stopping = False  # all processes agreed to stop (requested, here or in another process)
 
     def _handle(self, signum, frame):
         if self.requested:
@@ -253,11 +290,12 @@ class StopRequest:
     def agreed(self) -> bool:
         """Whether to stop now; under torchrun all processes stop at the same step."""
         if self._world_size == 1:
-            return self.requested
-        flag = torch.tensor([float(self.requested)])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
-        self.requested = bool(flag.item())
-        return self.requested
+            self.stopping = self.requested
+        else:
+            flag = torch.tensor([float(self.requested)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
+            self.stopping = bool(flag.item())
+        return self.stopping
 
     def __enter__(self):
         self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -61,6 +61,12 @@ class EpochBatchSampler(torch.utils.data.Sampler):
     Each step's global batch is perm[k*B:(k+1)*B] for B = batch_size * world_size, and rank r takes
     the r-th part of it, so N processes see exactly the data of one process with N times the batch,
     and a resumed run sees exactly what the uninterrupted run would have seen.
+
+    The last global batch of an epoch can be ragged: its images do not divide evenly among the processes,
+    and with fewer images than processes some get none (a DataLoader cannot hand out an empty batch).
+    Such a process is given the epoch's first image as padding (a wrap-around, as DistributedSampler
+    pads), and loss_scale() weighs each process's mean loss by its share of the global batch, the padding
+    by 0, so that the averaged gradient is still the mean over exactly the global batch's images.
     """
 
     def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_step: int = 0,
@@ -77,8 +83,17 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         global_batch = self.batch_size * self.world_size
         for step in range(self.start_step, self.steps_per_epoch()):
             chunk = order[step * global_batch:(step + 1) * global_batch]
-            yield torch.tensor_split(chunk, self.world_size)[self.rank].tolist()
+            yield torch.tensor_split(chunk, self.world_size)[self.rank].tolist() or order[:1].tolist()
 
     def __len__(self) -> int:
         return self.steps_per_epoch() - self.start_step
 
+    def loss_scale(self, step_in_epoch: int) -> float:
+        """The factor on this process's mean loss at that step of an epoch: its images' share of the global
+        batch, times the number of processes (DDP averages the processes' gradients). 1 where the global
+        batch divides evenly (always, with one process), 0 for a process given only padding."""
+        global_batch = self.batch_size * self.world_size
+        images = min(global_batch, self.size - step_in_epoch * global_batch)
+        base, extra = divmod(images, self.world_size)  # tensor_split: the first `extra` parts get one more
+        mine = base + (self.rank < extra)
+        return mine * self.world_size / images

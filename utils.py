@@ -44,9 +44,12 @@ def warn(message: str) -> None:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the module docstring kept as written, and a refused flag as one line: `error: ...`."""
+    """argparse with the module docstring kept as written, a refused flag as one line (`error: ...`), and no
+    abbreviated flags: argparse would take `--style-weight` for `--style-weights` if only one of them existed, and a
+    prefix such as `--style-weig` silently for whichever flag it happens to match."""
 
     def __init__(self, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
     def error(self, message: str):
@@ -128,6 +131,12 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """True on GPUs with bfloat16 tensor cores (Ampere and later, compute capability 8.0 and up).
+    torch.cuda.is_bf16_supported() is also true where bf16 is only emulated (T4, V100), several times slower."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def choose_precision(name: str, device: torch.device) -> str:
     """`auto` as the fastest precision that keeps the quality on `device`; a named one must work there.
 
@@ -138,8 +147,12 @@ def choose_precision(name: str, device: torch.device) -> str:
         return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
     if name == "fp32":
         return name
-    if device.type == "cuda" and name == "bf16" and not torch.cuda.is_bf16_supported():
-        raise UserError("--precision bf16: this GPU has no bfloat16 support (use fp16 or fp32)")
+    if device.type == "cuda" and name == "bf16":
+        if not torch.cuda.is_bf16_supported():
+            raise UserError("--precision bf16: this GPU has no bfloat16 support (use fp16 or fp32)")
+        if not cuda_has_native_bf16(device):
+            warn("--precision bf16: this GPU only emulates bfloat16, slowly (compute capability below 8.0); "
+                 "fp16 is the fast choice here")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # older releases only warn that they disable autocast
@@ -151,10 +164,11 @@ def choose_precision(name: str, device: torch.device) -> str:
 
 
 def training_precision(name: str, device: torch.device) -> str:
-    """Like choose_precision, but auto prefers bf16 on GPUs (no gradient scaling needed) and fp16 is CUDA only."""
+    """Like choose_precision, but auto prefers bf16 on GPUs that run it natively (no gradient scaling needed),
+    fp16 with a gradient scaler on older ones; fp16 is CUDA only."""
     if name == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "bf16" if cuda_has_native_bf16(device) else "fp16"
         return choose_precision(name, device)
     if name == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16: training in fp16 needs CUDA (use bf16 or fp32)")

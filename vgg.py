@@ -7,12 +7,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import VGG16_Weights, vgg16
+from torchvision.models import VGG16_Weights
 
 from utils import UserError, warn
 
 VggOutputs = namedtuple("VggOutputs", ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
 LAYER_ENDS = (4, 9, 16, 23)  # indices into vgg16().features just past each named ReLU
+CHANNELS = (64, 64, "pool", 128, 128, "pool", 256, 256, 256, "pool", 512, 512, 512)  # VGG16's "D" to conv4_3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM_SEED = 0
@@ -49,15 +50,33 @@ def imagenet_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
+def vgg16_features() -> nn.Sequential:
+    """torchvision's vgg16().features up to relu4_3 (the same layer indices and state_dict keys), initialised as
+    torchvision initialises it, without building the rest: the fifth block and the 124M-parameter classifier
+    that torchvision's vgg16() allocates would only be thrown away."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for entry in CHANNELS:
+        if entry == "pool":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        conv = nn.Conv2d(channels, entry, kernel_size=3, padding=1)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+        layers += [conv, nn.ReLU(inplace=True)]
+        channels = entry
+    return nn.Sequential(*layers)
+
+
 def load_vgg16(weights: str = "imagenet") -> Vgg16Features:
     """Build the loss network from `imagenet`, `random` or a path to a torchvision state_dict."""
     if weights == "random":
         warn("--vgg-weights random: the loss network is untrained, so results will not be artistic")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
-            features = vgg16(weights=None).features
+            features = vgg16_features()
         return Vgg16Features(features)
-    features = vgg16(weights=None).features
+    features = vgg16_features()
     state = _imagenet_state() if weights == "imagenet" else _state_from_file(weights)
     features.load_state_dict(_only_features(state, features.state_dict(), weights))
     return Vgg16Features(features)

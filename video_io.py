@@ -86,11 +86,19 @@ def audio_codec(ffmpeg: str, source: Path, suffix: str) -> str:
 
 class FrameReader:
     """Decode a video with OpenCV in a background thread: RGB uint8 HxWx3 frames, resized to `size`
-    (width, height). A bounded queue keeps only a few frames in memory."""
+    (width, height). A bounded queue keeps only a few frames in memory.
 
-    def __init__(self, path: Path, size: tuple[int, int], queue_size: int = 16):
+    With `fps`, the frames come at that constant rate, placed by their timestamps: a variable-frame-rate
+    video (phones drop their rate in the dark) has each frame repeated until the next one is due, and a frame
+    whose slot is already taken (a faster stretch) left out, as ffmpeg's `-fps_mode cfr` does. Frame k is
+    then the picture shown at k/fps (within half a frame), so the picture stays in sync with the sound. A
+    constant-rate video comes through unchanged."""
+
+    def __init__(self, path: Path, size: tuple[int, int], queue_size: int = 16, fps: Fraction | None = None):
         self._capture = cv2.VideoCapture(str(path))
         self._size = size
+        self._fps = fps
+        self.decoded = 0  # frames decoded so far (each once, however often it goes out)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._error: Exception | None = None
@@ -99,15 +107,23 @@ class FrameReader:
 
     def _run(self) -> None:
         try:
+            slots, previous = ConstantRate(self._fps), None
             while not self._stop.is_set():
                 ok, frame = self._capture.read()
                 if not ok:
                     break
+                self.decoded += 1
+                repeats, due = slots.place(self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+                for _ in range(repeats):  # the previous frame stays on screen until this one is due
+                    self._put(previous)
+                if not due:
+                    continue
                 frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 if (frame.shape[1], frame.shape[0]) != self._size:
                     shrink = self._size[0] * self._size[1] < frame.shape[0] * frame.shape[1]
                     frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
                 self._put(frame)
+                previous = frame
         except Exception as exc:
             self._error = exc
         finally:
@@ -131,6 +147,33 @@ class FrameReader:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class ConstantRate:
+    """Where each decoded frame goes at a constant `fps`, from its timestamp in seconds: output frame k shows
+    the last frame due by k/fps (timestamps rounded to the nearest slot). Without a rate, or where the
+    timestamps are unusable (missing, or not increasing), every frame goes out once, in order."""
+
+    def __init__(self, fps: Fraction | None):
+        self._fps = fps
+        self._first: float | None = None
+        self._last = -math.inf
+        self._next_slot = 0
+
+    def place(self, timestamp: float) -> tuple[int, bool]:
+        """How many more times the previous frame goes out before this one, and whether this one goes out
+        (not where an earlier frame already took its slot)."""
+        if self._fps is None or not math.isfinite(timestamp) or timestamp <= self._last:
+            self._next_slot += 1
+            return 0, True
+        self._last = timestamp
+        if self._first is None:
+            self._first = timestamp
+        slot = round((timestamp - self._first) * self._fps)
+        if slot < self._next_slot:
+            return 0, False
+        repeats, self._next_slot = slot - self._next_slot, slot + 1
+        return repeats, True
 
 
 class VideoWriter:

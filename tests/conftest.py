@@ -1,3 +1,5 @@
+import csv
+import os
 import signal
 import subprocess
 import sys
@@ -84,6 +86,49 @@ def train_args(dataset_dir: Path, out: Path, styles: list[Path], *extra: str) ->
             "--vgg-weights", "random", "--image-size", "32", "--batch-size", "2", "--device", "cpu",
             "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
             "--checkpoint-dir", str(out / "checkpoints"), "--log-interval", "1", *extra]
+
+
+FLOAT64_TRAIN = """import os, sys
+sys.path.insert(0, {root!r})
+import torch
+torch.set_default_dtype(torch.float64)  # weights, images and losses in float64
+if os.environ.get("BREAK_GRADIENT_SYNC"):  # the broken run the test must tell apart: DDP left out
+    torch.nn.parallel.DistributedDataParallel = lambda module, **kwargs: module
+import train, utils
+utils.run_main(train.main)
+"""
+
+
+def train_float64(tmp_path: Path, out: Path, photos: Path, style: Path, *flags: object, processes: int = 1,
+                  broken: bool = False, device: str = "cpu") -> Path:
+    """train.py in float64 on `photos`, in 1 process or under torchrun, writing under `out` (a model m.pth, its log).
+
+    In float64, runs that should take the same steps end with the same weights (to 1e-5 after a few steps): in
+    float32 the order of summation (an all-reduce, a GPU's atomics) can change a weight by about one Adam step
+    (the learning rate), because where a gradient is near zero Adam's m/sqrt(v) turns rounding noise into a
+    full-size step; in float64 that noise is far below Adam's eps."""
+    script = tmp_path / "train_float64.py"
+    script.write_text(FLOAT64_TRAIN.format(root=str(ROOT)))
+    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    command = [*launch, script, "--datapath", photos, "--stylepath", style, "--vgg-weights", "random", "--image-size",
+               "32", "--device", device, "--log-interval", "1", "--precision", "fp32", "--savename", "m.pth",
+               "--save-dir", out / "models", "--log-dir", out / "logs", "--checkpoint-dir", out / "checkpoints", *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"BREAK_GRADIENT_SYNC": "1"} if broken else {})}
+    result = subprocess.run([sys.executable, *map(str, command)], cwd=tmp_path, capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def logged_losses(out: Path) -> list[dict]:
+    with open(out / "logs/m.csv") as log:
+        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(log)]
+
+
+def largest_difference(a: Path, b: Path) -> float:
+    first, second = (torch.load(out / "models/m.pth", weights_only=True) for out in (a, b))
+    assert first.keys() == second.keys() and all(t.dtype == torch.float64 for t in first.values())
+    return max((first[k] - second[k]).abs().max().item() for k in first)
 
 
 def write_noise_image(path: Path, height: int, width: int, seed: int, mode: str = "RGB") -> Path:

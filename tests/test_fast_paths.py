@@ -147,3 +147,19 @@ def test_benchmark_quick_render_run_writes_its_table(tmp_path, monkeypatch, caps
     assert all(row["fps"] > 0 and row["psnr_db"] >= 40 for row in results["render"])
     assert results["matmul_gflops"]["fp32"] > 0
     assert "stylize fp32 channels_last" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("capability,expected", [((6, 1), "fp16"), ((7, 0), "fp16"), ((7, 5), "fp16"),
+                                                 ((8, 0), "bf16"), ((9, 0), "bf16")],
+                         ids=["P40", "V100", "T4", "A100", "H100"])
+def test_auto_training_precision_on_cuda_is_bf16_only_where_the_gpu_has_it_natively(monkeypatch, capsys, capability,
+                                                                                   expected):
+    """torch.cuda.is_bf16_supported() also counts bf16 that pre-Ampere GPUs (compute capability < 8.0) only
+    emulate, slowly: there auto means fp16 with a gradient scaler."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert utils.training_precision("auto", torch.device("cuda")) == expected
+    monkeypatch.setattr(torch, "autocast", lambda *args, **kwargs: None)  # no CUDA here to try it on
+    assert utils.training_precision("bf16", torch.device("cuda")) == "bf16"  # asked for: given, with a warning
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == (expected == "fp16") and all("emulates bfloat16" in line for line in warnings)

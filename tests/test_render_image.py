@@ -281,3 +281,25 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path, model_file):
     umask = os.umask(0o022)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "out.jpg").stat().st_mode) == 0o666 & ~umask  # not the temp file's 0600
+
+
+@pytest.mark.parametrize("case", ["the same file", "the input's own folder", "the same file by a link",
+                                  "the input folder", "the input folder by another path", "the input folder, png"])
+def test_an_output_that_would_overwrite_the_input_is_refused(tmp_path, model_file, capsys, case):
+    photos = tmp_path / "photos"
+    photo = write_noise_image(photos / "photo.png", 20, 24, seed=0)
+    write_noise_image(photos / "sub" / "other.jpg", 20, 24, seed=1)
+    (tmp_path / "link.png").symlink_to(photo)
+    content, output, extra = {
+        "the same file": (photo, photo, []),
+        "the input's own folder": (photo, photos, []),
+        "the same file by a link": (photo, tmp_path / "link.png", []),
+        "the input folder": (photos, photos, []),
+        "the input folder by another path": (photos, photos / "sub" / "..", []),
+        "the input folder, png": (photos, photos, ["--format", "png"]),
+    }[case]
+    before = {path: path.read_bytes() for path in photos.rglob("*") if path.is_file()}
+    result = run_main_in_process(capsys, render_image.main, "--content-path", content, "--model-path", model_file,
+                                 "--output-path", output, *extra)
+    assert_clean_failure(result, "--output-path", "input")
+    assert {path: path.read_bytes() for path in photos.rglob("*") if path.is_file()} == before

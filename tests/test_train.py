@@ -8,11 +8,15 @@ import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+import image_io
 import model_files
 import train
+import training_data
 import utils
 from conftest import (
     assert_clean_failure,
@@ -313,3 +317,24 @@ class _CreatesAFile:
 
     def __reduce__(self):
         return open, (str(self.path), "w")
+
+
+def test_training_reads_16_bit_and_other_image_modes_as_rendering_does(tmp_path):
+    """A 16-bit PNG used to come out white (Pillow's convert("RGB") clips 16-bit values at 255): training photos
+    and style images are read as render_image.py reads them."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    ramp = np.linspace(2_000, 60_000, 36 * 44).reshape(36, 44)
+    Image.fromarray(ramp.astype(np.uint16)).save(folder / "gray16.png")  # mode I;16
+    Image.fromarray(ramp.astype(np.int32), "I").save(folder / "gray32.tif")
+    write_noise_image(folder / "gray-alpha.png", 36, 44, seed=1, mode="LA")
+    write_noise_image(folder / "palette.png", 36, 44, seed=2, mode="P")
+    write_noise_image(folder / "cmyk.jpg", 36, 44, seed=3, mode="CMYK")
+    for path in image_io.list_images(folder):
+        as_rendered = image_io.image_to_tensor(image_io.open_picture(path).rgb)
+        assert torch.equal(image_io.image_to_tensor(image_io.load_rgb(path)), as_rendered), path.name
+    sixteen_bit = image_io.image_to_tensor(image_io.load_rgb(folder / "gray16.png"))
+    assert (sixteen_bit == 255).float().mean() < 0.1 and abs(sixteen_bit.mean().item() - 31_000 / 257) < 2
+    dataset = training_data.ImageFolderDataset(folder, 32)
+    crop = dataset[dataset.paths.index(folder / "gray16.png")]
+    assert crop.shape == (3, 32, 32) and (crop == 255).float().mean() < 0.1

@@ -118,3 +118,20 @@ def test_missing_imagenet_weights_explain_the_alternatives(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 1
     assert_clean_failure(result, str(tmp_path / "torch home"), "--vgg-weights PATH", "--vgg-weights random")
+
+
+def test_only_the_layers_the_losses_use_are_built(tmp_path, monkeypatch):
+    """VGG16's classifier (124M parameters) and its fifth block are never allocated, not even to be thrown away."""
+    torch.manual_seed(3)
+    path = tmp_path / "vgg16.pth"
+    torch.save(vgg16(weights=None).state_dict(), path)  # a full torchvision file, classifier included
+
+    def no_linear(*args, **kwargs):
+        raise AssertionError("a Linear layer was built")
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", no_linear)
+    assert len(vgg.vgg16_features()) == 23  # vgg16().features up to relu4_3
+    network = vgg.load_vgg16(str(path))
+    convolutions = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convolutions) == 10  # relu1_2 ... relu4_3: 2 + 2 + 3 + 3
+    assert sum(p.numel() for p in network.parameters()) == 7_635_264

@@ -158,7 +158,8 @@ def frame_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--images", type=Path, nargs="+", default=DEFAULT_IMAGES, metavar="IMAGE",
                         help="one photo per shot (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=Path("images/demo-clip.mp4"),

@@ -182,7 +182,8 @@ def at_least_32(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--out-dir", type=Path, default=Path("images/style-images"),
                         help="folder for stained-glass.png and brush-strokes.jpg (default: %(default)s)")
     parser.add_argument("--size", type=at_least_32, default=512,

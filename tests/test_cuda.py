@@ -1,0 +1,160 @@
+"""The GPU path: training in fp16 and bf16, resuming on CUDA, distillation, torchrun with 2 processes on one GPU,
+and rendering images and videos with and without --compile. Every test here is marked `cuda`: skipped, with the
+reason shown, where no CUDA device is present (conftest.py); `bash run_tests.sh` runs them where one is.
+
+Tolerances: runs that must take the same steps are compared in float64 (see conftest.train_float64), to 1e-5 on
+the weights and the log's 6 digits on the losses; renders on the GPU (fp16 autocast, or compiled) against the CPU's
+fp32 render of the same model, to 40 dB PSNR (the rendering tests' bound for reduced precision)."""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_render_video import frames, make_clip
+
+import distillation
+import render_image
+import render_video
+import train
+import utils
+from conftest import (
+    largest_difference,
+    logged_losses,
+    save_random_model,
+    train_args,
+    train_float64,
+    write_noise_image,
+)
+
+pytestmark = pytest.mark.cuda
+
+
+def on_cuda(args: list[str]) -> list[str]:
+    """Flags of a CPU test run (conftest.train_args), moved to the GPU."""
+    args = list(args)
+    args[args.index("--device") + 1] = "cuda"
+    return args
+
+
+def losses(log: Path) -> list[float]:
+    with open(log) as file:
+        return [float(row["total"]) for row in csv.DictReader(file)]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def test_auto_precision_for_training_is_bf16_only_on_gpus_with_native_bf16():
+    native = torch.cuda.get_device_capability() >= (8, 0)
+    assert utils.training_precision("auto", torch.device("cuda")) == ("bf16" if native else "fp16")
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_training_in_reduced_precision_writes_a_model_with_finite_losses(tmp_path, dataset_dir, style_files,
+                                                                         precision):
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    train.main(on_cuda(train_args(dataset_dir, tmp_path, style_files[:2], "--precision", precision, "--max-steps", "4",
+                                  "--checkpoint-interval", "2", "--savename", "m")))
+    provenance = json.loads((tmp_path / "models/m.json").read_text())
+    assert provenance["precision"] == precision and provenance["machine"].startswith("cuda:")
+    assert all(math.isfinite(x) for x in losses(tmp_path / "logs/m.csv"))
+    checkpoint = torch.load(tmp_path / "checkpoints/m_step0000002.pth", weights_only=True)
+    assert bool(checkpoint["scaler"]) == (precision == "fp16")  # only fp16 scales its loss
+
+
+def test_a_run_resumed_on_cuda_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    """The optimiser's state must land on the GPU: loaded before the model moved, Adam's first step failed."""
+    for i in range(6):
+        write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40 + i, seed=i)
+    style = write_noise_image(tmp_path / "style.png", 48, 48, seed=100)
+    common = ("--batch-size", "2", "--epochs", "3", "--checkpoint-interval", "4")
+    full = train_float64(tmp_path, tmp_path / "full", tmp_path / "photos", style, *common, "--max-steps", "6",
+                         device="cuda")
+    part = train_float64(tmp_path, tmp_path / "part", tmp_path / "photos", style, *common, "--max-steps", "4",
+                         device="cuda")
+    train_float64(tmp_path, part, tmp_path / "photos", style, *common, "--max-steps", "6", "--resume",
+                  part / "checkpoints/m_step0000004.pth", device="cuda")
+    assert logged_losses(part) == logged_losses(full)
+    assert largest_difference(part, full) < 1e-5
+
+
+@pytest.mark.parametrize("before,after", [("bf16", "fp16"), ("fp16", "bf16")])
+def test_a_run_resumes_on_cuda_in_another_precision(tmp_path, dataset_dir, style_files, before, after):
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    args = on_cuda(train_args(dataset_dir, tmp_path, style_files[:1], "--savename", "m", "--checkpoint-interval", "2"))
+    train.main([*args, "--precision", before, "--max-steps", "2"])
+    train.main([*args, "--precision", after, "--max-steps", "4", "--resume",
+                str(tmp_path / "checkpoints/m_step0000002.pth")])
+    assert json.loads((tmp_path / "models/m.json").read_text())["precision"] == after
+    assert all(math.isfinite(x) for x in losses(tmp_path / "logs/m.csv"))
+
+
+def test_distillation_on_cuda(tmp_path, dataset_dir):
+    teachers = [save_random_model(tmp_path / "teachers" / f"t{i}.pth", seed=i) for i in range(2)]
+    distillation.main(["--datapath", str(dataset_dir), "--teachers", ",".join(map(str, teachers)), "--vgg-weights",
+                       "random", "--image-size", "32", "--batch-size", "2", "--device", "cuda", "--max-steps", "3",
+                       "--save-dir", str(tmp_path / "models"), "--log-dir", str(tmp_path / "logs"),
+                       "--checkpoint-dir", str(tmp_path / "checkpoints"), "--log-interval", "1", "--savename", "s"])
+    provenance = json.loads((tmp_path / "models/s.json").read_text())
+    assert provenance["steps"] == 3 and provenance["machine"].startswith("cuda:")
+    assert all(math.isfinite(x) for x in losses(tmp_path / "logs/s.csv"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("images", [8, 5])
+def test_two_processes_on_one_gpu_equal_one_process_with_twice_the_batch(tmp_path, images):
+    """torchrun with 2 processes on one GPU (gloo: NCCL refuses two processes on one GPU), against 1 process at batch
+    4, in float64; 5 photos make the last global batch of each epoch ragged (1 image for 2 processes)."""
+    for i in range(images):
+        write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40 + i, seed=i)
+    style = write_noise_image(tmp_path / "style.png", 48, 48, seed=100)
+    flags = ("--max-steps", "5", "--epochs", "5")
+    two = train_float64(tmp_path, tmp_path / "two", tmp_path / "photos", style, *flags, "--batch-size", "2",
+                        processes=2, device="cuda")
+    one = train_float64(tmp_path, tmp_path / "one", tmp_path / "photos", style, *flags, "--batch-size", "4",
+                        device="cuda")
+    assert logged_losses(two) == logged_losses(one)
+    assert largest_difference(two, one) < 1e-5
+    assert json.loads((two / "models/m.json").read_text())["processes"] == 2
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_random_model(tmp_path_factory.mktemp("model") / "m.pth")
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compile"])
+def test_render_image_on_cuda_matches_the_cpu(tmp_path, model_file, compiled):
+    content = write_noise_image(tmp_path / "photo.png", 72, 96, seed=3)
+    base = ["--content-path", str(content), "--model-path", str(model_file)]
+    render_image.main([*base, "--output-path", str(tmp_path / "cpu.png"), "--device", "cpu", "--precision", "fp32"])
+    render_image.main([*base, "--output-path", str(tmp_path / "gpu.png"), "--device", "cuda",
+                       *(["--compile"] if compiled else [])])
+    assert psnr(pixels(tmp_path / "gpu.png"), pixels(tmp_path / "cpu.png")) >= 40
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compile"])
+def test_render_video_on_cuda_matches_the_cpu(tmp_path, model_file, compiled):
+    clip = make_clip(tmp_path / "clip.mp4")  # 24 frames, 12 fps, with sound
+    base = ["--input", str(clip), "--model", str(model_file)]
+    render_video.main([*base, "--save-name", str(tmp_path / "cpu.mp4"), "--device", "cpu", "--precision", "fp32"])
+    render_video.main([*base, "--save-name", str(tmp_path / "gpu.mp4"), "--device", "cuda",
+                       *(["--compile"] if compiled else [])])
+    on_gpu, on_cpu = frames(tmp_path / "gpu.mp4"), frames(tmp_path / "cpu.mp4")
+    assert len(on_gpu) == len(on_cpu) == 24
+    for gpu_frame, cpu_frame in zip(on_gpu, on_cpu, strict=True):
+        assert np.abs(gpu_frame - cpu_frame).mean() < 3  # the same frames through two lossy encodes

@@ -1,0 +1,84 @@
+"""Training checkpoints: what one holds, and resuming from one: the state onto the training device (the optimiser's
+too), a gradient scaler across precisions, and the refusal of a resume whose settings would change what `step`
+means (another batch size, process count, image size, dataset, styles or teachers) unless --resume-anyway."""
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from model_files import load_checkpoint
+from utils import UserError, warn
+
+PROCESSES = "processes (torchrun)"  # the settings' name for the number of processes
+
+
+def run_settings(args: argparse.Namespace, processes: int, images: int, extra: dict[str, str]) -> dict[str, str]:
+    """The settings a resumed run must share with the checkpoint's, as `flag: value` strings to compare and show.
+    `extra` holds the script's own (train.py: the styles and their weights; distillation.py: the teachers)."""
+    return {"--batch-size": str(args.batch_size), PROCESSES: str(processes), "--image-size": str(args.image_size),
+            "images in --datapath": str(images), **extra}
+
+
+def paths_setting(paths: list[Path]) -> str:
+    """Files as a setting: absolute, so that the same files named from another folder compare equal."""
+    return ",".join(str(Path(p).resolve()) for p in paths)
+
+
+def weights_setting(weights: list[float]) -> str:
+    return ",".join(f"{w:g}" for w in weights)
+
+
+def contents(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: "torch.amp.GradScaler", step: int,
+             elapsed: float, args: argparse.Namespace, settings: dict[str, str], precision: str) -> dict:
+    """What a checkpoint holds: enough to continue exactly (weights, optimiser, scaler, step, RNG) and to check
+    that the resumed run is the same run."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "step": step, "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(), "precision": precision,
+            "settings": settings, "args": vars(args)}
+
+
+def resume(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           scaler: "torch.amp.GradScaler", device: torch.device, settings: dict[str, str],
+           anyway: bool = False) -> tuple[int, float]:
+    """Continue from the checkpoint at `path`: check its settings, load its state onto `device` and restore the
+    RNG. Returns the step and the training time so far."""
+    checkpoint = load_checkpoint(path)
+    check_settings(path, checkpoint.get("settings"), settings, anyway)
+    load_training_state(checkpoint, model, optimizer, scaler, device)
+    torch.set_rng_state(checkpoint["torch_rng"])
+    return checkpoint["step"], checkpoint.get("elapsed_s", 0.0)
+
+
+def load_training_state(checkpoint: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler: "torch.amp.GradScaler", device: torch.device) -> None:
+    """The model on `device` with the checkpoint's weights, then the optimiser's state, which Adam casts onto the
+    device of each parameter as it is at that moment: hence the model moves first (loaded the other way round,
+    on a GPU Adam's first step met its state on the CPU).
+
+    The gradient scaler is fp16's alone: an fp16 checkpoint resumed in bf16 or fp32 drops its scale, and a bf16
+    or fp32 checkpoint (whose disabled scaler saved nothing) resumed in fp16 starts from a fresh scale."""
+    model.to(device)
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    saved_scaler = checkpoint.get("scaler") or {}
+    if scaler.is_enabled() and saved_scaler:
+        scaler.load_state_dict(saved_scaler)
+
+
+def check_settings(path: str | Path, saved: dict[str, str] | None, current: dict[str, str], anyway: bool) -> None:
+    """Refuse, in one line naming each difference, a resume whose settings differ from the checkpoint's: the step
+    it holds would silently mean other images, another batch or another target. --resume-anyway overrides."""
+    if saved is None:
+        warn(f"--resume: {path} does not record its settings (an older checkpoint): they cannot be compared")
+        return
+    differences = [f"{name} {saved.get(name, '(not recorded)')} (now {value})" for name, value in current.items()
+                   if saved.get(name) != value]
+    if not differences:
+        return
+    listed = ", ".join(differences)
+    if anyway:
+        warn(f"--resume-anyway: continuing {path} with other settings: {listed}")
+        return
+    raise UserError(f"--resume: {path} was written with other settings: {listed}; resume with the same ones, or "
+                    "add --resume-anyway to continue regardless")
