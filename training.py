@@ -128,7 +128,7 @@ def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFold
         total_steps = min(total_steps, args.max_steps)
     step, elapsed = 0, 0.0
     if args.resume:
-        checkpoint = load_checkpoint(args.resume)
+        checkpoint = load_checkpoint(args.resume, model)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         step, elapsed = checkpoint["step"], checkpoint.get("elapsed_s", 0.0)
