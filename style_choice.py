@@ -110,18 +110,17 @@ def apply_style_choice(model: TransformerNet, args: argparse.Namespace, model_pa
     """Check the style flags against the model and set its mix (once: the network then runs at a plain model's
     speed). Returns the --style-schedule to follow per frame, if one is given."""
     text = getattr(args, "style_schedule", None)
+    schedule = None
     if text is not None:
         if args.style is not None or args.style_mix is not None:
             raise UserError("give either --style-schedule or --style / --style-mix, not both")
+        if not isinstance(model, ConditionalTransformerNet):
+            raise UserError(f"--style-schedule: {_describe(model, model_path)}; morphing between styles needs a "
+                            "model of train.py --conditional (or distillation.py --conditional)")
         schedule = parse_schedule(text, model, model_path)
-    else:
-        schedule = None
     mix = schedule.mixes([0.0])[0] if schedule else chosen_mix(args, model, model_path)
     if isinstance(model, ConditionalTransformerNet):
         model.set_style_mix(mix)
-    elif schedule is not None:
-        raise UserError(f"--style-schedule: {_describe(model, model_path)}; morphing between styles needs a "
-                        "model of train.py --conditional (or distillation.py --conditional)")
     return schedule
 
 
@@ -164,7 +163,7 @@ def parse_schedule(text: str, model: TransformerNet, model_path: str) -> StyleSc
             raise UserError(f"{flag}: {entry!r} is not TIME:MIX with TIME in seconds >= 0 (e.g. '0:1,0;4:0,1')")
         if times and time <= times[-1]:
             raise UserError(f"{flag}: the times must increase ({time:g} s comes after {times[-1]:g} s)")
-        if "," in mix_text or len(style_names(model)) == 1:
+        if "," in mix_text:
             mix = parse_mix(mix_text, model, model_path, f"{flag} at {time:g} s")
         else:
             mix = one_style(style_index(mix_text.strip(), model, model_path, f"{flag} at {time:g} s"),
