@@ -4,6 +4,7 @@ making them with train.py --conditional and distillation.py --conditional."""
 import copy
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +236,26 @@ def test_a_one_style_conditional_run_trains_as_a_plain_run(tmp_path, dataset_dir
     assert conditional["conv1.conv2d.weight"].dtype == torch.float64
     for key, tensor in plain.items():
         torch.testing.assert_close(conditional[key].reshape(tensor.shape), tensor, atol=1e-6, rtol=0, msg=key)
+
+
+@pytest.mark.slow
+def test_conditional_training_under_torchrun_equals_one_process(tmp_path, style_files):
+    """2 processes of batch 1 give each image the style 1 process of batch 2 gives it, so the same weights."""
+    for i in range(4):
+        write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40, seed=i)
+    script = tmp_path / "train_float64.py"
+    script.write_text(FLOAT64_TRAIN.format(root=str(ROOT)))
+    for name, launcher, batch in (("one", [], "2"), ("two", ["-m", "torch.distributed.run", "--standalone",
+                                                             "--nproc_per_node", "2"], "1")):
+        result = subprocess.run([sys.executable, *launcher, str(script), *train_args(
+            tmp_path / "photos", tmp_path / name, style_files[:2], "--conditional", "--max-steps", "3",
+            "--epochs", "3", "--batch-size", batch, "--savename", "m", "--precision", "fp32")],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr[-3000:]
+    one = load_state(tmp_path / "one/models/m.pth")["state_dict"]
+    two = load_state(tmp_path / "two/models/m.pth")["state_dict"]
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0, msg=key)
 
 
 def test_the_style_names_flag_names_them_and_repeated_file_names_stay_apart(tmp_path, dataset_dir, style_files):
