@@ -34,7 +34,7 @@ def add_style_args(parser: argparse.ArgumentParser, schedule: bool = False) -> N
                                 "one style's name or number), linearly in between, held before the first and after "
                                 "the last time, e.g. '0:1,0;4:0,1' (default: no schedule)")
     group.add_argument("--list-styles", action="store_true",
-                       help="print the model's styles and exit (needs only the model flag)")
+                       help="print the model's styles and exit; needs only the model flag (default: off)")
 
 
 def list_styles_if_asked(argv: list[str] | None) -> bool:

@@ -258,6 +258,20 @@ def test_conditional_training_under_torchrun_equals_one_process(tmp_path, style_
         torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0, msg=key)
 
 
+@pytest.mark.slow
+def test_run_training_sh_trains_a_conditional_model_with_conditional_1(tmp_path, dataset_dir, style_files):
+    if not (Path(sys.prefix) / ".requirements.sha256").exists():
+        pytest.skip("not running inside a venv made by setup_env.sh")
+    env = {**os.environ, "VENV_DIR": sys.prefix, "CONDITIONAL": "1", "DEVICE": "cpu", "DATAPATH": str(dataset_dir),
+           "STYLES": f"{style_files[0]},{style_files[1]}", "VGG_WEIGHTS": "random", "IMAGE_SIZE": "32",
+           "BATCH_SIZE": "2", "SAVE_DIR": str(tmp_path / "models"), "SAVENAME": "both.pth"}
+    result = subprocess.run(["bash", str(ROOT / "run_training.sh"), "--max-steps", "1", "--log-dir",
+                             str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "checkpoints")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert model_files.load_transformer(tmp_path / "models/both.pth").style_names == ["style 0", "style 1"]
+
+
 def test_the_style_names_flag_names_them_and_repeated_file_names_stay_apart(tmp_path, dataset_dir, style_files):
     train.main(train_args(dataset_dir, tmp_path / "a", style_files[:2], "--conditional", "--max-steps", "1",
                           "--savename", "m", "--style-names", "glass,strokes"))
