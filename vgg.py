@@ -137,7 +137,7 @@ def per_image_style_loss(output_features: VggOutputs, style_grams: list[list[tor
                          styles: torch.Tensor) -> torch.Tensor:
     """Σ_layers MSE(G(ŷ_i), G(style_{styles[i]})): each image against its own style's Grams (a conditional
     network's training); with the same style for every image it equals style_loss with that style alone."""
-    total = output_features[0].new_zeros((), dtype=torch.float32)
+    total = 0
     for layer, features in enumerate(output_features):
         output_gram = gram_matrix(features)
         targets = torch.cat([grams[layer] for grams in style_grams])[styles.to(output_gram.device)]
