@@ -7,6 +7,12 @@ optionally also in pixel space:
          + pixel_weight Σ_t w_t MSE(student(x), teacher_t(x))
 
     python distillation.py --datapath coco/ --teachers mosaic.pth,candy.pth --teacher-weights 0.5,0.5
+
+With --conditional the student keeps the teachers apart instead: one conditional model (Dumoulin et al. 2017)
+whose style i learns teacher i, to be chosen or mixed when rendering (render_image.py --style, --style-mix).
+Each image of a step is then distilled from one teacher, in turn, with the loss above for that teacher alone:
+
+    python distillation.py --datapath coco/ --teachers mosaic.pth,candy.pth --conditional
 """
 
 import argparse
@@ -21,6 +27,14 @@ import training
 import training_checkpoint
 import training_data
 import utils
+from conditional_net import (
+    STYLE_NAMES_HELP,
+    ConditionalTransformerNet,
+    conditional_state,
+    one_hot,
+    style_names,
+    styles_for_step,
+)
 from transformer_net import TransformerNet
 from vgg import load_vgg16
 
@@ -28,7 +42,8 @@ from vgg import load_vgg16
 def build_parser() -> argparse.ArgumentParser:
     parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--teachers", default=None, metavar="A,B,...",
-                        help="trained models to merge, separated by commas (any layout render_image.py loads)")
+                        help="trained models to merge, separated by commas (any layout render_image.py loads; a "
+                             "conditional teacher contributes its first style)")
     parser.add_argument("--model1", default=None, help="first teacher (the original flag; same as --teachers A,B)")
     parser.add_argument("--model2", default=None, help="second teacher (the original flag)")
     parser.add_argument("--teacher-weights", default=None, metavar="W1,W2,...",
@@ -36,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pixel-weight", type=float, default=0.0,
                         help="weight of the extra pixel-space MSE to the teachers (default: %(default)s)")
     parser.add_argument("--init-from", default=None, metavar="MODEL",
-                        help="start the student from this model, e.g. one teacher (default: random init)")
+                        help="start the student from this model, e.g. one teacher; with --conditional a plain "
+                             "model starts every style (default: random init)")
+    parser.add_argument("--conditional", action="store_true",
+                        help="make one conditional model whose style i learns teacher i, chosen or mixed when "
+                             "rendering (default: off, one fixed blend of the teachers)")
+    parser.add_argument("--style-names", default=None, metavar="A,B,...", help=STYLE_NAMES_HELP)
     training.add_training_args(parser)
     return parser
 
@@ -53,6 +73,23 @@ def teacher_paths(args: argparse.Namespace) -> list[Path]:
     return [utils.require_file(p, "--teachers") for p in paths]
 
 
+def initial_state(path: str, conditional_names: list[str] | None) -> dict:
+    """The weights of --init-from for the student: a plain model starts every style of a conditional one."""
+    initial = model_files.load_transformer(path)
+    state = initial.state_dict()
+    if conditional_names is None:
+        if isinstance(initial, ConditionalTransformerNet):
+            raise utils.UserError(f"--init-from: {path} is a conditional model; start a plain student from a "
+                                  "plain model, or add --conditional")
+        return state
+    if not isinstance(initial, ConditionalTransformerNet):
+        return conditional_state(state, len(conditional_names))
+    if initial.style_count != len(conditional_names):
+        raise utils.UserError(f"--init-from: {path} has {initial.style_count} styles, the student "
+                              f"{len(conditional_names)} (one per teacher)")
+    return state
+
+
 def read_provenance(model_path: Path) -> dict | None:
     path = model_files.provenance_path(model_path)
     try:
@@ -65,10 +102,16 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     training.require_writable_folders(args)
     paths = teacher_paths(args)
+    if args.conditional and args.teacher_weights is not None:
+        raise utils.UserError("--teacher-weights blends the teachers; with --conditional each teacher becomes a "
+                              "style of its own, mixed when rendering (--style-mix)")
+    if args.style_names is not None and not args.conditional:
+        raise utils.UserError("--style-names names the styles of a --conditional model")
     teacher_weights = utils.parse_weights(args.teacher_weights, len(paths), "--teacher-weights")
+    names = style_names(args.style_names, paths) if args.conditional else None
     device = training.training_device(args.device)
     teachers = [model_files.load_transformer(p, device).requires_grad_(False) for p in paths]
-    initial = model_files.load_transformer(args.init_from) if args.init_from else None
+    initial = initial_state(args.init_from, names) if args.init_from else None
     args.savename = args.savename or "distilled_" + "+".join(p.stem for p in paths)
     if not Path(args.savename).suffix:
         args.savename += ".pth"
@@ -76,18 +119,35 @@ def main(argv: list[str] | None = None) -> None:
     vgg = load_vgg16(args.vgg_weights).to(device)
 
     torch.manual_seed(args.seed)
-    model = TransformerNet()
+    model = ConditionalTransformerNet(names) if args.conditional else TransformerNet()
     if initial is not None:
-        model.load_state_dict(initial.state_dict())
+        model.load_state_dict(initial)
     active = [(teacher, weight) for teacher, weight in zip(teachers, teacher_weights, strict=True) if weight > 0]
 
+    @torch.no_grad()
+    def teacher_targets(content: torch.Tensor, styles: torch.Tensor | None) -> list[tuple[torch.Tensor, float]]:
+        """(a teacher's rendering of the batch, its weight) per teacher; with --conditional (`styles` given) one
+        rendering in which every image comes from its own teacher, weight 1."""
+        if styles is None:
+            return [(teacher(content), weight) for teacher, weight in active]
+        target = torch.empty_like(content)
+        for index, teacher in enumerate(teachers):
+            mine = (styles == index).nonzero().flatten().to(content.device)
+            if len(mine):
+                target[mine] = teacher(content[mine]).to(target.dtype)
+        return [(target, 1.0)]
+
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        stylised = network(content)
+        styles = None
+        if args.conditional:  # every image from its own teacher
+            styles = styles_for_step(step, args.batch_size, len(teachers), images=len(content))
+            stylised = network(content, one_hot(styles, len(teachers)).to(content.device))
+        else:
+            stylised = network(content)
         stylised_features = vgg(stylised)
         feature_loss = pixel_loss = stylised.new_zeros(())
-        for teacher, weight in active:
+        for target, weight in teacher_targets(content, styles):
             with torch.no_grad():
-                target = teacher(content)
                 target_features = vgg(target)
             for student_layer, teacher_layer in zip(stylised_features, target_features, strict=True):
                 feature_loss = feature_loss + weight * F.mse_loss(student_layer, teacher_layer)
@@ -105,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         "teachers": [{"path": str(p), "weight": w, "provenance": read_provenance(p)}
                      for p, w in zip(paths, teacher_weights, strict=True)],
         "pixel_weight": args.pixel_weight, "init_from": args.init_from, "seed": args.seed,
+        "conditional": args.conditional, "style_names": names,
     }
     resume_settings = {"--teachers": training_checkpoint.paths_setting(paths),
                        "--teacher-weights": training_checkpoint.weights_setting(teacher_weights)}

@@ -1,5 +1,9 @@
 """Model files: saving a TransformerNet with its provenance JSON, the one safe loader (weights_only, every
-supported layout: ours, the PyTorch example's, the original repo's), and reading training checkpoints."""
+supported layout: ours, the PyTorch example's, the original repo's, and conditional models with their style
+names), and reading training checkpoints.
+
+A plain model is a plain state_dict. A conditional model (conditional_net.py) is
+`{"style_names": [...], "state_dict": {...}}`: lists, strings and tensors only, so weights_only loads it."""
 
 import contextlib
 import os
@@ -13,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from conditional_net import ConditionalTransformerNet, style_count_of
 from transformer_net import TransformerNet
 from utils import UserError, require_file, save_json, torch_save
 
@@ -24,6 +29,8 @@ def save_model(model: torch.nn.Module, path: str | Path, provenance: dict, fp16:
     back to float32 (here and in the PyTorch example)."""
     path = Path(path)
     state = {k: (v.half() if fp16 else v).detach().cpu() for k, v in model.state_dict().items()}
+    if isinstance(model, ConditionalTransformerNet):
+        state = {"style_names": list(model.style_names), "state_dict": state}
     torch_save(state, path)
     save_json(provenance, provenance_path(path))
 
@@ -72,6 +79,8 @@ def to_transformer_state(state: object) -> dict[str, torch.Tensor]:
     """Our, the example's or the original repo's layout as our state_dict (fp32 tensors)."""
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # a training checkpoint
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a conditional model
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError("it holds no state_dict")
     converted = {}
@@ -83,16 +92,41 @@ def to_transformer_state(state: object) -> dict[str, torch.Tensor]:
 
 
 def load_transformer(path: str | Path, device: torch.device | str = "cpu") -> TransformerNet:
-    """Load a TransformerNet in eval mode from any supported layout; never runs pickled code."""
+    """Load a TransformerNet in eval mode from any supported layout; never runs pickled code.
+
+    A conditional model comes back as a ConditionalTransformerNet set to its first style."""
     path = require_file(path, "model")
-    model = TransformerNet()
     try:
-        state = to_transformer_state(_load_weights(path))
+        raw = _load_weights(path)
+        state = to_transformer_state(raw)
+        model = network_for_state(state, _style_names(raw))
         _check_state(state, model.state_dict())
     except ValueError as exc:
         raise UserError(f"{path} is not a TransformerNet model: {exc}") from None
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def network_for_state(state: dict[str, torch.Tensor], style_names: list[str] | None = None) -> TransformerNet:
+    """An untrained network of the kind `state` holds: plain, or conditional with its number of styles
+    (named `style_names`, else style0, style1, ..., as in a training checkpoint)."""
+    count = style_count_of(state)
+    if count is None:
+        return TransformerNet()
+    if style_names is None:
+        style_names = [f"style{i}" for i in range(count)]
+    if len(style_names) != count:
+        raise ValueError(f"it names {len(style_names)} styles but holds {count}")
+    return ConditionalTransformerNet(style_names)
+
+
+def _style_names(raw: object) -> list[str] | None:
+    names = raw.get("style_names") if isinstance(raw, dict) else None
+    if names is None:
+        return None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise ValueError("its style_names are not a list of names")
+    return names
 
 
 def _load_weights(path: Path) -> object:
@@ -133,17 +167,27 @@ def _check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tenso
             raise ValueError(f"{key} has shape {list(state[key].shape)}, expected {list(tensor.shape)}")
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None) -> dict:
+    """A training checkpoint whose model fits `model` (default: a plain TransformerNet); never runs pickled code."""
     path = require_file(path, "--resume")
+    expected = (model or TransformerNet()).state_dict()
     try:
         checkpoint = _load_weights(path)  # never runs pickled code
         if not (isinstance(checkpoint, dict) and {"model", "optimizer", "step"} <= checkpoint.keys()
                 and isinstance(checkpoint["model"], dict)):
             raise ValueError("it is not a training checkpoint of this suite")
-        _check_state(checkpoint["model"], TransformerNet().state_dict())
+        found, wanted = style_count_of(checkpoint["model"]), style_count_of(expected)
+        if found != wanted:
+            raise ValueError(f"it trains {_kind(found)}, this run {_kind(wanted)} (resume with the flags it was "
+                             "started with)")
+        _check_state(checkpoint["model"], expected)
     except ValueError as exc:
         raise UserError(f"--resume: {path} is not a usable checkpoint: {exc}") from None
     return checkpoint
+
+
+def _kind(style_count: int | None) -> str:
+    return "a plain model" if style_count is None else f"a conditional model of {style_count} styles"
 
 
 def command_line(script: str, argv: list[str] | None) -> str:

@@ -6,7 +6,10 @@
 The output has the input's size and orientation (EXIF rotation applied) unless --max-size or
 --scale make it smaller; grayscale input gives grayscale output, an alpha channel is kept, a
 palette image comes out as RGB(A), and 16-bit input gives 8-bit output. Any model from train.py,
-from the PyTorch fast_neural_style example or from the original multi-style repo works.
+from the PyTorch fast_neural_style example or from the original multi-style repo works. A conditional
+model (train.py --conditional) renders any of its styles or a mix of them:
+
+    python render_image.py --content-path photo.jpg --model-path styles.pth --output-path out.jpg --style-mix 0.3,0.7
 """
 
 import argparse
@@ -19,6 +22,7 @@ from tqdm import tqdm
 import image_io
 import model_files
 import rendering
+import style_choice
 import utils
 from transformer_net import TransformerNet
 
@@ -43,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the PyTorch example's flag: render at 1/F times the input's size "
                              "(default: %(default)s)")
     rendering.add_render_args(parser)
+    style_choice.add_style_args(parser)
     return parser
 
 
@@ -95,12 +100,16 @@ def render(model: TransformerNet, picture: image_io.Picture, args: argparse.Name
 
 
 def main(argv: list[str] | None = None) -> None:
+    if style_choice.list_styles_if_asked(argv):
+        return
     args = build_parser().parse_args(argv)
     content, output = Path(args.content), Path(args.output)
     pairs = plan_outputs(content, output, args.format)
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
-    model = rendering.prepare_for_rendering(model_files.load_transformer(args.model, device), precision, args.compile)
+    network = model_files.load_transformer(args.model, device)
+    style_choice.apply_style_choice(network, args, args.model)
+    model = rendering.prepare_for_rendering(network, precision, args.compile)
     unreadable = []
     for source, target in tqdm(pairs, unit="image", disable=len(pairs) == 1, dynamic_ncols=True):
         try:

@@ -3,6 +3,7 @@
 # overridden from the environment; relative paths are relative to this folder, e.g.
 #   MODEL=models/mosaic.pth CONTENT="$HOME/My Photos/beach.jpg" OUTPUT="$HOME/beach styled.jpg" bash render_image.sh
 #   CONTENT=images/content-images OUTPUT=output/all-photos bash render_image.sh     # a whole folder
+#   MODEL=models/styles.pth STYLE_MIX=0.3,0.7 bash render_image.sh                 # a conditional model's mix
 # Extra arguments go to render_image.py, e.g. --preserve-color --strength 0.8 --max-size 1024.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,11 +13,16 @@ CONTENT="${CONTENT:-images/content-images/coffee.jpg}"      # an image or a fold
 OUTPUT="${OUTPUT:-output/coffee-blend.jpg}"                 # an image (extension = format) or a folder
 DEVICE="${DEVICE:-auto}"                                    # auto, cpu, cuda or mps
 PRECISION="${PRECISION:-auto}"                              # auto, fp32, bf16 or fp16
+STYLE="${STYLE:-}"                                          # conditional models: a style's name or number
+STYLE_MIX="${STYLE_MIX:-}"                                  # conditional models: one weight per style, e.g. 0.3,0.7
 
 if [ ! -f "$MODEL" ]; then
     echo "error: no model at $MODEL: train one with run_training.sh, or set MODEL=path/to/model.pth" >&2
     exit 1
 fi
+extra=()
+if [ -n "$STYLE" ]; then extra+=(--style "$STYLE"); fi
+if [ -n "$STYLE_MIX" ]; then extra+=(--style-mix "$STYLE_MIX"); fi
 source ./setup_env.sh
 exec "$PYTHON" render_image.py --content-path "$CONTENT" --model-path "$MODEL" --output-path "$OUTPUT" \
-    --device "$DEVICE" --precision "$PRECISION" "$@"
+    --device "$DEVICE" --precision "$PRECISION" ${extra[@]+"${extra[@]}"} "$@"

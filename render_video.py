@@ -9,7 +9,10 @@ duration (a variable frame rate becomes its average, each frame placed by its ti
 and sound stay in sync), and its sound (copied, or re-encoded to AAC where the container cannot hold it as it
 is). The ffmpeg that encodes comes with the imageio-ffmpeg package; without any ffmpeg the video
 is written by OpenCV instead (MPEG-4 Part 2, no sound). The file appears under its name only
-when complete.
+when complete. A conditional model (train.py --conditional) renders any of its styles, a mix, or a
+mix that changes over the clip:
+
+    python render_video.py --input clip.mp4 --model styles.pth --save-name morph.mp4 --style-schedule "0:1,0;4:0,1"
 """
 
 import argparse
@@ -22,6 +25,7 @@ from tqdm import tqdm
 
 import model_files
 import rendering
+import style_choice
 import utils
 import video_io
 
@@ -56,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--no-audio", action="store_true", help="leave the sound out (default: keep it)")
     rendering.add_render_args(parser)
+    style_choice.add_style_args(parser, schedule=True)
     return parser
 
 
@@ -80,6 +85,8 @@ def smaller_settings(args: argparse.Namespace, device: torch.device) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if style_choice.list_styles_if_asked(argv):
+        return
     args = build_parser().parse_args(argv)
     source = utils.require_file(args.input, "--input")
     output = Path(args.save_name)
@@ -91,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     device = utils.choose_device(args.device)
     args.batch_size = args.batch_size or rendering.default_batch_size(device)
     precision = utils.choose_precision(args.precision, device)
-    model = rendering.prepare_for_rendering(model_files.load_transformer(args.model, device), precision, args.compile)
+    network = model_files.load_transformer(args.model, device)
+    schedule = style_choice.apply_style_choice(network, args, args.model)
+    model = rendering.prepare_for_rendering(network, precision, args.compile)
     torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once
     ffmpeg = video_io.find_ffmpeg()
     info = video_io.probe_video(source, ffmpeg)
@@ -120,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
                 for frames in batched(reader, args.batch_size):
                     # NCHW, contiguous: permute() alone leaves the channels_last layout, slower for the network
                     batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float().contiguous()
+                    if schedule is not None:  # each frame's mix, set once per batch
+                        seconds = [float((count + i) / info.fps) for i in range(len(frames))]
+                        network.set_style_mix(schedule.mixes(seconds))
                     try:
                         stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
                     except utils.TooLarge as exc:

@@ -2,6 +2,7 @@
 # Stylise a video, keeping its frame rate and its sound. Every variable below can be overridden from
 # the environment; relative paths are relative to this folder, e.g.
 #   MODEL=models/mosaic.pth INPUT="$HOME/Videos/my clip.mov" SAVE_NAME="$HOME/Videos/my clip styled.mp4" bash render_video.sh
+#   MODEL=models/styles.pth STYLE_SCHEDULE="0:1,0;4:0,1" bash render_video.sh     # morph between two styles
 # Extra arguments go to render_video.py, e.g. --resize 0.5 --no-audio --preserve-color --crf 23.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,6 +14,9 @@ RESIZE="${RESIZE:-1.0}"                                     # output scale: 0.5 
 BATCH_SIZE="${BATCH_SIZE:-}"                                # frames stylised at once (empty: 4 on CUDA, 1 on the CPU)
 DEVICE="${DEVICE:-auto}"                                    # auto, cpu, cuda or mps
 PRECISION="${PRECISION:-auto}"                              # auto, fp32, bf16 or fp16
+STYLE="${STYLE:-}"                                          # conditional models: a style's name or number
+STYLE_MIX="${STYLE_MIX:-}"                                  # conditional models: one weight per style, e.g. 0.3,0.7
+STYLE_SCHEDULE="${STYLE_SCHEDULE:-}"                        # conditional models: mixes over time, "T:W1,W2;T:W1,W2"
 
 if [ ! -f "$MODEL" ]; then
     echo "error: no model at $MODEL: train one with run_training.sh, or set MODEL=path/to/model.pth" >&2
@@ -20,6 +24,9 @@ if [ ! -f "$MODEL" ]; then
 fi
 extra=()
 if [ -n "$BATCH_SIZE" ]; then extra+=(--batch-size "$BATCH_SIZE"); fi
+if [ -n "$STYLE" ]; then extra+=(--style "$STYLE"); fi
+if [ -n "$STYLE_MIX" ]; then extra+=(--style-mix "$STYLE_MIX"); fi
+if [ -n "$STYLE_SCHEDULE" ]; then extra+=(--style-schedule "$STYLE_SCHEDULE"); fi
 source ./setup_env.sh
 exec "$PYTHON" render_video.py --input "$INPUT" --model "$MODEL" --save-name "$SAVE_NAME" --resize "$RESIZE" \
     --device "$DEVICE" --precision "$PRECISION" ${extra[@]+"${extra[@]}"} "$@"

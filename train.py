@@ -1,6 +1,11 @@
 """Train one transformer network against the weighted style losses of N style images (Johnson et al.).
 
     python train.py --datapath coco/ --stylepath mosaic.jpg,candy.jpg --style-weights 0.7,0.3
+
+With --conditional the network carries every style on its own instead (conditional instance normalisation,
+Dumoulin et al. 2017), to be chosen or mixed when rendering (render_image.py --style, --style-mix):
+
+    python train.py --datapath coco/ --stylepath mosaic.jpg,candy.jpg --conditional
 """
 
 import argparse
@@ -14,8 +19,9 @@ import training
 import training_checkpoint
 import training_data
 import utils
+from conditional_net import STYLE_NAMES_HELP, ConditionalTransformerNet, one_hot, style_names, styles_for_step
 from transformer_net import TransformerNet
-from vgg import content_loss, gram_matrix, load_vgg16, style_loss, total_variation
+from vgg import content_loss, gram_matrix, load_vgg16, per_image_style_loss, style_loss, total_variation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alt", type=utils.positive_int, default=None, metavar="N",
                         help="train against one style at a time, switching every N steps and cycling "
                              "through all styles (default: all styles at every step)")
+    parser.add_argument("--conditional", action="store_true",
+                        help="one network that carries every style on its own, chosen or mixed when rendering: "
+                             "each image of a step is trained against one style, in turn (default: off, one "
+                             "fixed blend of the styles)")
+    parser.add_argument("--style-names", default=None, metavar="A,B,...", help=STYLE_NAMES_HELP)
     parser.add_argument("--style-size", type=utils.positive_int, default=None,
                         help="scale each style image's shorter side to this many pixels (default: as is)")
     parser.add_argument("--content-weight", type=float, default=1e5, help="content loss weight (default: %(default)s)")
@@ -46,6 +57,15 @@ def style_paths(text: str) -> list[Path]:
 
 
 def style_weights_from_args(args: argparse.Namespace, count: int) -> list[float]:
+    if args.conditional:
+        given = [flag for flag, value in (("--style-weights", args.style_weights), ("--alpha", args.alpha),
+                                          ("--alt", args.alt)) if value is not None]
+        if given:
+            raise utils.UserError(f"{given[0]} blends the styles at training time; with --conditional each "
+                                  "style is trained on its own and mixed when rendering (--style-mix)")
+        return [1.0] * count
+    if args.style_names is not None:
+        raise utils.UserError("--style-names names the styles of a --conditional model")
     if args.alpha is None:
         return utils.parse_weights(args.style_weights, count, "--style-weights")
     if args.style_weights is not None:
@@ -82,17 +102,25 @@ def main(argv: list[str] | None = None) -> None:
                        for image in style_images]
 
     torch.manual_seed(args.seed)
-    model = TransformerNet()
+    names = style_names(args.style_names, paths) if args.conditional else None
+    model = ConditionalTransformerNet(names) if args.conditional else TransformerNet()
 
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        stylised = network(content)
+        if args.conditional:  # every image against its own style
+            styles = styles_for_step(step, args.batch_size, len(paths), images=len(content))
+            stylised = network(content, one_hot(styles, len(paths)).to(content.device))
+        else:
+            stylised = network(content)
         with torch.no_grad():
             content_relu2_2 = vgg(content, depth=2)[1]
         stylised_features = vgg(stylised)
-        weights = weights_for_step(step, style_weights, args.alt)
+        if args.conditional:
+            style = per_image_style_loss(stylised_features, style_grams, styles)
+        else:
+            style = style_loss(stylised_features, style_grams, weights_for_step(step, style_weights, args.alt))
         losses = {
             "content": args.content_weight * content_loss(stylised_features, content_relu2_2),
-            "style": args.style_weight * style_loss(stylised_features, style_grams, weights),
+            "style": args.style_weight * style,
         }
         if args.tv_weight:
             losses["tv"] = args.tv_weight * total_variation(stylised)
@@ -101,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
 
     provenance = {
         "script": "train.py", "method": "loss", "command": model_files.command_line("train.py", argv),
-        "styles": [{"path": str(p), "weight": w} for p, w in zip(paths, style_weights, strict=True)],
+        "styles": ([{"path": str(p), "name": n} for p, n in zip(paths, names, strict=True)] if args.conditional
+                   else [{"path": str(p), "weight": w} for p, w in zip(paths, style_weights, strict=True)]),
+        "conditional": args.conditional,
         "alt": args.alt, "content_weight": args.content_weight, "style_weight": args.style_weight,
         "tv_weight": args.tv_weight, "seed": args.seed,
     }

@@ -43,7 +43,7 @@ def resume(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Opti
            anyway: bool = False) -> tuple[int, float]:
     """Continue from the checkpoint at `path`: check its settings, load its state onto `device` and restore the
     RNG. Returns the step and the training time so far."""
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, model)
     check_settings(path, checkpoint.get("settings"), settings, anyway)
     load_training_state(checkpoint, model, optimizer, scaler, device)
     torch.set_rng_state(checkpoint["torch_rng"])

@@ -76,6 +76,24 @@ def save_random_model(path: Path, seed: int = 0, gain: float = 30.0,
     return path
 
 
+def save_random_conditional_model(path: Path, names: tuple[str, ...] = ("warm", "cold"), seed: int = 0) -> Path:
+    """random_model(seed) as a conditional model (model_files.save_model) whose styles clearly differ: style i
+    has its own scales and shifts in every norm layer."""
+    from conditional_net import ConditionalTransformerNet, conditional_state
+    from model_files import save_model
+
+    model = ConditionalTransformerNet(names)
+    model.load_state_dict(conditional_state(random_model(seed).state_dict(), len(names)))
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for norm in model.norms:
+            norm.weight.mul_(0.5 + torch.rand(norm.weight.shape, generator=generator))
+            norm.bias.add_(torch.randn(norm.bias.shape, generator=generator))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model.eval(), path, {"script": "tests"})
+    return path
+
+
 def load_state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)
 

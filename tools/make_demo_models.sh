@@ -4,6 +4,9 @@
 #   models/blend.pth                                     both styles, weights 0.5,0.5 (train.py)
 #   models/distilled.pth                                 the two single-style models merged (distillation.py)
 #   models/interpolation/blend-0.75.pth, blend-0.25.pth  more weights, for the README's interpolation strip
+#   models/conditional.pth                               both styles in one conditional model (train.py --conditional),
+#                                                        mixed at render time; the strip from it alone:
+#                                                        bash tools/make_figures.sh --interpolation-model models/conditional.pth
 # By default this runs offline on the CPU with the UNTRAINED (random) loss network, on crops of the
 # bundled photos: that is how the shipped models were made, because ImageNet VGG16 weights and COCO
 # cannot be fetched where they were trained. For real models, on a GPU box with internet:
@@ -36,3 +39,5 @@ train --stylepath "$GLASS,$STROKES" --style-weights 0.5,0.5 --save-dir models --
 for weight in 0.75 0.25; do
     train --stylepath "$GLASS,$STROKES" --alpha "$weight" --save-dir models/interpolation --savename "blend-$weight.pth"
 done
+train --stylepath "$GLASS,$STROKES" --conditional --style-names stained-glass,brush-strokes --save-dir models \
+    --savename conditional.pth

@@ -1,6 +1,10 @@
 """Regenerate every figure in the README from the bundled models and images.
 
     python tools/make_figures.py            # writes images/figures/*.jpg
+    python tools/make_figures.py --interpolation-model models/conditional.pth   # the strip from one model
+
+The interpolation strip comes from five models trained with fixed weights (train.py --style-weights), or,
+with --interpolation-model, from one conditional model (train.py --conditional) mixed at render time.
 
 The models were trained with the untrained (random) loss network, see models/README.md.
 """
@@ -54,10 +58,38 @@ def column(rows: list[Image.Image], gap: int = 6) -> Image.Image:
     return sheet
 
 
-def render(model_path: Path, photo: Path) -> Image.Image:
+def render(model_path: Path, photo: Path, mix: list[float] | None = None) -> Image.Image:
+    """`photo` stylised by the model; `mix`: the style weights of a conditional model."""
     model = model_files.load_transformer(model_path)
+    if mix is not None:
+        model.set_style_mix(mix)
     content = image_io.image_to_tensor(image_io.load_rgb(photo)).unsqueeze(0)
     return image_io.tensor_to_image(rendering.stylize(model, content)[0])
+
+
+INTERPOLATION_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)  # of the first style (stained glass); the second has the rest
+
+
+def style_count(conditional_model: Path) -> int:
+    """The number of styles of --interpolation-model, which must be two or more."""
+    count = getattr(model_files.load_transformer(conditional_model), "style_count", 1)
+    if count < 2:
+        raise utils.UserError(f"--interpolation-model: {conditional_model} has {count} style; the strip needs a "
+                              "conditional model of two styles or more (train.py --conditional)")
+    return count
+
+
+def interpolation_strip(photo: Path, conditional_model: Path | None = None) -> Image.Image:
+    """`photo` over the weights of the two styles: one train.py model per weight, or one conditional model's
+    first two styles mixed at render time."""
+    if conditional_model is None:
+        models = ["stained-glass.pth", "interpolation/blend-0.75.pth", "blend.pth", "interpolation/blend-0.25.pth",
+                  "brush-strokes.pth"]
+        return row([tile(render(MODELS / m, photo), f"{w:.2f} : {1 - w:.2f}")
+                    for m, w in zip(models, INTERPOLATION_WEIGHTS, strict=True)])
+    count = style_count(conditional_model)
+    return row([tile(render(conditional_model, photo, [w, 1 - w] + [0.0] * (count - 2)), f"{w:.2f} : {1 - w:.2f}")
+                for w in INTERPOLATION_WEIGHTS])
 
 
 def save(figure: Image.Image, path: Path) -> None:
@@ -70,8 +102,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--output-dir", default=str(ROOT / "images/figures"),
                         help="where the figures go (default: this repository's images/figures)")
+    parser.add_argument("--interpolation-model", default=None, metavar="PATH",
+                        help="draw the interpolation strip from this conditional model's first two styles, mixed "
+                             "at render time (default: from the five train.py models of fixed weights)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
+    interpolation_model = Path(args.interpolation_model) if args.interpolation_model else None
+    if interpolation_model:
+        style_count(interpolation_model)  # before anything is drawn
     glass, strokes = STYLES / "stained-glass.png", STYLES / "brush-strokes.jpg"
     photos = sorted(CONTENT.glob("*.jpg"))
     if not photos:
@@ -93,11 +131,7 @@ def main(argv: list[str] | None = None) -> None:
          out / "methods.jpg")
 
     # interpolation over the style weights (stained glass : brush strokes)
-    strip = [("stained-glass.pth", "1.00 : 0.00"), ("interpolation/blend-0.75.pth", "0.75 : 0.25"),
-             ("blend.pth", "0.50 : 0.50"), ("interpolation/blend-0.25.pth", "0.25 : 0.75"),
-             ("brush-strokes.pth", "0.00 : 1.00")]
-    chelsea = CONTENT / "chelsea.jpg"
-    save(row([tile(render(MODELS / m, chelsea), c) for m, c in strip]), out / "interpolation.jpg")
+    save(interpolation_strip(CONTENT / "chelsea.jpg", interpolation_model), out / "interpolation.jpg")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,167 @@
+"""One network, N styles: conditional instance normalisation (Dumoulin, Shlens and Kudlur, ICLR 2017).
+
+`ConditionalTransformerNet` is the `TransformerNet` with every instance-norm layer replaced by a
+`ConditionalInstanceNorm2d`: the same convolutions, shared by all styles, and per style one scale and one shift
+per channel (3,200 numbers a style, 0.19% of the network). A style, or any mix of styles, is the weighted sum
+of the styles' scales and shifts, so mixing costs nothing per pixel.
+
+The state_dict has the plain network's names; only the norms' `weight` and `bias` have a leading style
+dimension (`in1.weight` is N x 32 instead of 32). Each conditional norm normalises with a plain
+`nn.InstanceNorm2d(C, affine=False)` and applies the (mixed) scale and shift after it, so code that changes how
+every `nn.InstanceNorm2d` computes its statistics (tiled rendering) works on both kinds of network.
+
+Training gives each image its own style (`forward(x, style_mix)` with one row of style weights per image,
+differentiable); rendering sets a mix once (`set_style_mix`), which precomputes every layer's scale and shift.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from transformer_net import TransformerNet
+from utils import UserError
+
+
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance normalisation with one scale and shift per style (`weight`, `bias`: styles x channels)."""
+
+    def __init__(self, channels: int, styles: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)  # the statistics: plain, for tiling to override
+        self.weight = nn.Parameter(torch.ones(styles, channels))
+        self.bias = nn.Parameter(torch.zeros(styles, channels))
+        # The mix set by set_mix(), as 1 x C x 1 x 1 (or one row per image): computed once, not per call.
+        self.register_buffer("mixed_weight", torch.ones(1, channels, 1, 1), persistent=False)
+        self.register_buffer("mixed_bias", torch.zeros(1, channels, 1, 1), persistent=False)
+        self.call_mix: torch.Tensor | None = None  # per-image weights for one call, set by the network
+
+    def set_mix(self, mix: torch.Tensor) -> None:
+        """Precompute the scale and shift of `mix` (1 x styles, or one row per image of the next batches)."""
+        with torch.no_grad():
+            self.mixed_weight = self._mixed(mix, self.weight).detach()
+            self.mixed_bias = self._mixed(mix, self.bias).detach()
+
+    @staticmethod
+    def _mixed(mix: torch.Tensor, per_style: torch.Tensor) -> torch.Tensor:
+        """mix @ per_style, in fp32 at least (also for bf16 weights), as B x C x 1 x 1 in the weights' type."""
+        dtype = torch.promote_types(per_style.dtype, torch.float32)
+        mixed = mix.to(device=per_style.device, dtype=dtype) @ per_style.to(dtype)
+        return mixed.to(per_style.dtype)[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normalised = self.norm(x)
+        if self.call_mix is None:
+            return torch.addcmul(self.mixed_bias, normalised, self.mixed_weight)
+        return torch.addcmul(self._mixed(self.call_mix, self.bias), normalised, self._mixed(self.call_mix, self.weight))
+
+
+class ConditionalTransformerNet(TransformerNet):
+    """TransformerNet carrying `len(style_names)` styles; renders the first one until set_style_mix()."""
+
+    def __init__(self, style_names: Sequence[str]):
+        super().__init__()
+        if not style_names:
+            raise ValueError("a conditional network needs at least one style")
+        self.style_names = list(style_names)
+        for parent in list(self.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.InstanceNorm2d):  # same place in the module tree: same state_dict order
+                    setattr(parent, name, ConditionalInstanceNorm2d(child.num_features, len(self.style_names)))
+        self.norms = [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm2d)]
+        self.register_buffer("style_mix", one_hot([0], len(self.style_names)), persistent=False)
+
+    @property
+    def style_count(self) -> int:
+        return len(self.style_names)
+
+    def set_style_mix(self, mix: Sequence[float] | torch.Tensor) -> None:
+        """Render with this mix from now on: one weight per style (normalised weights, e.g. [0.3, 0.7]), or one
+        row of them per image of the coming batches. Precomputes every layer's scale and shift (cheap)."""
+        mix = torch.as_tensor(mix, dtype=torch.float32, device=self.style_mix.device)
+        mix = mix.reshape(-1, self.style_count)
+        self.style_mix = mix
+        for norm in self.norms:
+            norm.set_mix(mix)
+
+    def forward(self, x: torch.Tensor, style_mix: torch.Tensor | None = None) -> torch.Tensor:
+        """Stylise `x` with the mix set by set_style_mix(), or with `style_mix` (one row of style weights per
+        image, or one row for all; differentiable, as in training). In training mode without `style_mix` the
+        set mix is recomputed every call, so that the norms' weights receive gradients."""
+        if style_mix is None:
+            if not self.training:
+                return super().forward(x)
+            style_mix = self.style_mix
+        style_mix = style_mix.reshape(-1, self.style_count)
+        for norm in self.norms:
+            norm.call_mix = style_mix
+        try:
+            return super().forward(x)
+        finally:
+            for norm in self.norms:
+                norm.call_mix = None
+
+    def train(self, mode: bool = True) -> "ConditionalTransformerNet":
+        super().train(mode)
+        if not mode:  # the weights may have changed since the mix was computed
+            self.set_style_mix(self.style_mix)
+        return self
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.set_style_mix(self.style_mix)
+        return result
+
+
+def one_hot(styles: Sequence[int] | torch.Tensor, count: int) -> torch.Tensor:
+    """One row per entry of `styles`, with weight 1 on that style."""
+    return nn.functional.one_hot(torch.as_tensor(styles, dtype=torch.long), count).float()
+
+
+def styles_for_step(step: int, batch_size: int, count: int, images: int | None = None) -> torch.Tensor:
+    """The style of each image of this process's part of a training step: round robin over the images of every
+    step in turn ((step x global batch + position) mod N), so that each step trains min(global batch, N)
+    styles, every style equally often, and N processes give the styles a single process with N times the batch
+    gives. `images` is this process's batch when it is smaller than `batch_size` (the end of an epoch)."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    first = step * batch_size * world + rank * batch_size
+    return torch.arange(first, first + (batch_size if images is None else images)) % count
+
+
+def style_names(names_text: str | None, paths: Sequence[Path]) -> list[str]:
+    """The styles' names for a model trained from `paths` (style images or teachers): `names_text` (the
+    --style-names flag, `a,b,c`), or the files' names without extension (a repeated one gets -2, -3, ...)."""
+    if names_text is not None:
+        names = [n.strip() for n in names_text.split(",")]
+        if len(names) != len(paths) or not all(names) or len(set(names)) != len(names):
+            raise UserError(f"--style-names: give {len(paths)} different, non-empty names, one per style "
+                            f"(got {names_text!r})")
+        return names
+    names: list[str] = []
+    for path in paths:
+        name, copy = Path(path).stem, 1
+        while name in names:
+            copy += 1
+            name = f"{Path(path).stem}-{copy}"
+        names.append(name)
+    return names
+
+
+STYLE_NAMES_HELP = ("with --conditional: the styles' names in the model, separated by commas (default: the file "
+                    "names without extension)")
+
+
+def conditional_state(state: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:
+    """A plain TransformerNet state_dict as a conditional one in which every one of `count` styles starts as
+    that model (each norm's scale and shift repeated per style)."""
+    reference = ConditionalTransformerNet(["style"] * count).state_dict()
+    return {key: tensor.expand_as(reference[key]).clone() if tensor.dim() == 1 and reference[key].dim() == 2
+            else tensor for key, tensor in state.items()}
+
+
+def style_count_of(state: dict[str, torch.Tensor]) -> int | None:
+    """The number of styles of a conditional state_dict, None for a plain one."""
+    weight = state.get("in1.weight")
+    return weight.shape[0] if weight is not None and weight.dim() == 2 else None
