@@ -9,11 +9,16 @@ duration, and its sound (copied, or re-encoded to AAC where the container cannot
 is). The ffmpeg that encodes comes with the imageio-ffmpeg package; without any ffmpeg the video
 is written by OpenCV instead (MPEG-4 Part 2, no sound). The file appears under its name only
 when complete.
+
+--temporal (the default) takes out flicker: the previous output frame, warped along the optical
+flow of the source (computed in other threads while the network runs), is blended into each new
+one where that flow is reliable; see temporal.py. --no-temporal stylises every frame on its own.
 """
 
 import argparse
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -21,8 +26,11 @@ from tqdm import tqdm
 
 import model_files
 import rendering
+import temporal
 import utils
 import video_io
+
+Item = TypeVar("Item")
 
 
 def crf(text: str) -> int:
@@ -54,14 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="H.264 encoder speed: slower makes smaller files at the same quality "
                              "(default: %(default)s)")
     parser.add_argument("--no-audio", action="store_true", help="leave the sound out (default: keep it)")
+    parser.add_argument("--temporal", action=argparse.BooleanOptionalAction, default=True,
+                        help="take out flicker: blend each stylised frame with the previous output, warped along "
+                             "the optical flow of the source, where that flow is reliable (not where something "
+                             "appears, after a scene cut or in motion too fast to follow); --no-temporal "
+                             "stylises every frame on its own (default: --temporal)")
     rendering.add_render_args(parser)
     return parser
 
 
-def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
     batch = []
-    for frame in frames:
-        batch.append(frame)
+    for item in items:
+        batch.append(item)
         if len(batch) == size:
             yield batch
             batch = []
@@ -110,18 +123,29 @@ def main(argv: list[str] | None = None) -> None:
                        f"column/row repeated, to {encoded[0]}x{encoded[1]}")
 
     reader = video_io.FrameReader(source, size, queue_size=2 * args.batch_size)
+    args.temporal = args.temporal and args.strength > 0  # with --strength 0 the source is given back as it is
+    if args.temporal:  # the source's motion, estimated in other threads while the network runs
+        flow = temporal.FlowEstimator(*temporal.RENDER_FLOW, max_side=temporal.RENDER_FLOW_SIDE)
+        workers = temporal.flow_workers(device)
+        frames_and_motion = temporal.with_motion(reader, flow, workers, ahead=args.batch_size + workers)
+        blender = temporal.TemporalBlender()
+    else:
+        frames_and_motion = ((frame, None) for frame in reader)
     progress = tqdm(total=info.frames, unit="frame", dynamic_ncols=True)
     count = 0
     try:
         with utils.atomic_path(output) as temp:
             writer = video_io.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec)
             try:
-                for frames in batched(reader, args.batch_size):
+                for items in batched(frames_and_motion, args.batch_size):
+                    frames, motions = zip(*items, strict=True)
                     batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float()
                     try:
                         stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
                     except utils.TooLarge as exc:
                         raise utils.TooLarge(f"{exc}; try {smaller_settings(args, device)}") from None
+                    if args.temporal:
+                        stylised = blender(stylised, list(motions))
                     writer.write(stylised.round().byte().permute(0, 2, 3, 1).contiguous().cpu().numpy())
                     count += len(frames)
                     progress.update(len(frames))
@@ -134,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # creating the folder or the temporary file, or starting ffmpeg
         raise utils.UserError(f"--save-name: cannot write {output}: {exc.strerror or exc}") from None
     finally:
+        frames_and_motion.close()
         reader.close()
         progress.close()
     if info.frames and count < info.frames - max(1, info.frames // 100):  # the count is an estimate in some files
