@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("clips", nargs="+", metavar="CLIP", help="videos to measure on")
     parser.add_argument("--models", default="models/blend.pth", metavar="A,B,...",
-                        help=f"models to render with, separated by commas; {STAND_IN} = a seeded random network "
-                             "(default: %(default)s)")
+                        help=f"models to render with, separated by commas; {STAND_IN} = a seeded random network; "
+                             "empty: none, only --trained (default: %(default)s)")
     parser.add_argument("--trained", default=None, metavar="WITHOUT,WITH",
                         help="two models trained alike, without and with --temporal-weight (default: none)")
     parser.add_argument("--frames", type=utils.positive_int, default=48, help="frames per clip (default: %(default)s)")
@@ -159,33 +159,38 @@ def measure_clip(clip: Path, models: dict[str, Path], trained: list[Path], args:
     return result
 
 
-def print_tables(clips: list[dict], trained: list[Path], cross_check: str | None) -> None:
-    print("\n| clip | model | per-frame | --temporal | change | PSNR to per-frame | fps per-frame | fps --temporal | "
-          "speed |")
+def print_rendering_table(clips: list[dict]) -> None:
+    print("\n| clip | model | per-frame | --temporal | change | PSNR to per-frame | fps per-frame | fps --temporal "
+          "| speed |")
     print("|---|---|---|---|---|---|---|---|---|")
     for clip in clips:
-        name = f"{clip['clip']} ({clip['frames']} frames, {clip['width']}x{clip['height']}; source itself " \
-               f"{clip['source_warping_error']:.3f})"
+        name = (f"{clip['clip']} ({clip['frames']} frames, {clip['width']}x{clip['height']}; source itself "
+                f"{clip['source_warping_error']:.3f})")
         for row in clip["models"]:
             print(f"| {name} | {row['model']} | {row['per-frame']:.4f} | {row['temporal']:.4f} | "
                   f"{-100 * row['reduction']:+.0f}% | {row['psnr_temporal_vs_per_frame']:.1f} dB | "
-                  f"{row['per-frame_fps']:.2f} | {row['temporal_fps']:.2f} | {100 * (row['speed_ratio'] - 1):+.0f}% |")
-    if cross_check:
-        print(f"\n| clip | model | per-frame ({cross_check}) | --temporal ({cross_check}) | change |")
-        print("|---|---|---|---|---|")
-        for clip in clips:
-            for row in clip["models"]:
-                before, after = row[f"per-frame_{cross_check}"], row[f"temporal_{cross_check}"]
-                print(f"| {clip['clip']} | {row['model']} | {before:.4f} | {after:.4f} | "
-                      f"{100 * (after / before - 1):+.0f}% |")
-    if trained:
-        print(f"\n| clip | per-frame, {trained[0].name} (no --temporal-weight) | per-frame, {trained[1].name} "
-              "(--temporal-weight) | change | PSNR between the two |")
-        print("|---|---|---|---|---|")
-        for clip in clips:
-            t = clip["trained"]
-            print(f"| {clip['clip']} | {t['without']:.4f} | {t['with']:.4f} | {-100 * t['reduction']:+.0f}% | "
-                  f"{t['psnr_with_vs_without']:.1f} dB |")
+                  f"{row['per-frame_fps']:.2f} | {row['temporal_fps']:.2f} | "
+                  f"{100 * (row['speed_ratio'] - 1):+.0f}% |")
+
+
+def print_cross_check_table(clips: list[dict], flow: str) -> None:
+    print(f"\n| clip | model | per-frame ({flow}) | --temporal ({flow}) | change |")
+    print("|---|---|---|---|---|")
+    for clip in clips:
+        for row in clip["models"]:
+            before, after = row[f"per-frame_{flow}"], row[f"temporal_{flow}"]
+            change = 100 * (after / before - 1)
+            print(f"| {clip['clip']} | {row['model']} | {before:.4f} | {after:.4f} | {change:+.0f}% |")
+
+
+def print_trained_table(clips: list[dict], trained: list[Path]) -> None:
+    print(f"\n| clip | per-frame, {trained[0].name} (no --temporal-weight) | per-frame, {trained[1].name} "
+          "(--temporal-weight) | change | PSNR between the two |")
+    print("|---|---|---|---|---|")
+    for clip in clips:
+        t = clip["trained"]
+        print(f"| {clip['clip']} | {t['without']:.4f} | {t['with']:.4f} | {-100 * t['reduction']:+.0f}% | "
+              f"{t['psnr_with_vs_without']:.1f} dB |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -205,13 +210,18 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         models = {}
-        for name in args.models.split(","):
+        for name in filter(None, args.models.split(",")):
             models[name] = stand_in_model(folder / "stand-in.pth") if name == STAND_IN else utils.require_file(
                 name, "--models")
         for clip in clips:
             results["clips"].append(measure_clip(clip, models, trained, args, folder))
     results["load_average_after"] = os.getloadavg()
-    print_tables(results["clips"], trained, args.cross_check)
+    if models:
+        print_rendering_table(results["clips"])
+        if args.cross_check:
+            print_cross_check_table(results["clips"], args.cross_check)
+    if trained:
+        print_trained_table(results["clips"], trained)
     print(f"\nload average (1, 5, 15 min) before {results['load_average_before']}, after "
           f"{results['load_average_after']}")
     if args.json:

@@ -7,7 +7,8 @@
 # --temporal-weight that run would change nothing (the student starts equal to its teacher: zero loss, zero
 # gradients), so the original is the model "without". Random VGG16, the bundled photos' crops at 128 pixels,
 # seed 0, into data/flicker-models/ (git-ignored); an existing model is reused.
-# Settings overridable from the environment: STEPS, WEIGHT, PIXEL_WEIGHT, FRAMES, WIDTH, REPEATS, JSON.
+# Settings overridable from the environment: STEPS, WEIGHT, PIXEL_WEIGHT, FRAMES, WIDTH, REPEATS, JSON (the
+# records' name without .json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ./setup_env.sh
@@ -23,7 +24,9 @@ if [ ! -f "$MODELS/steadier.pth" ]; then
 fi
 
 if [ $# -gt 0 ]; then
-    "$PYTHON" benchmarks/flicker.py "$@" --models "$ORIGINAL,stand-in" --trained "$ORIGINAL,$MODELS/steadier.pth" \
-        --frames "${FRAMES:-48}" --width "${WIDTH:-480}" --repeats "${REPEATS:-2}" --cross-check farneback \
-        --json "${JSON:-flicker.json}"
+    common=(--frames "${FRAMES:-48}" --width "${WIDTH:-480}" --cross-check farneback)
+    "$PYTHON" benchmarks/flicker.py "$@" "${common[@]}" --models "$ORIGINAL,stand-in" --repeats "${REPEATS:-2}" \
+        --json "${JSON:-flicker}.json"
+    "$PYTHON" benchmarks/flicker.py "$@" "${common[@]}" --models "" --trained "$ORIGINAL,$MODELS/steadier.pth" \
+        --json "${JSON:-flicker}-trained.json"
 fi
