@@ -5,15 +5,16 @@
 
 For each clip, its first --frames frames (after --skip), scaled to --width, are cut into a short H.264 clip
 (CRF 12), the source of everything that follows. Each of --models renders it with render_video.py
---no-temporal and with --temporal, in this process, after one untimed warm-up, alternately (ABBA), timed
-end to end (the fastest of --repeats each). evaluate_video.py gives the warping error of both (the flow on
-the source, DIS medium; --cross-check adds the error with another flow, so that a reduction is not an
-artefact of one flow method), and the mean PSNR between the two outputs says how close --temporal stays to
-the per-frame stylisation (frame 0, identical by construction, left out). The model name `stand-in` is
-temporal.flickering_network(), a seeded random network that flickers by construction, for machines where no
-sharply trained model can be made. --trained WITHOUT,WITH adds the per-frame warping error of a model
-without and with --temporal-weight, and the PSNR between their outputs. Prints tables; --json writes every
-number with the machine and the command.
+--no-temporal and with --temporal, in this process, alternately (ABBA), timed end to end (the fastest of
+--repeats each; the process's first render, which pays for starting torch's kernels, is an untimed
+warm-up). evaluate_video.py gives the warping error of both (the flow on the source, DIS medium;
+--cross-check adds the error with another flow, so that a reduction is not an artefact of one flow method),
+and the mean PSNR between the two outputs says how close --temporal stays to the per-frame stylisation
+(frame 0, identical by construction, left out). The model name `stand-in` is temporal.flickering_network(),
+a seeded random network that flickers by construction, for machines where no sharply trained model can be
+made. --trained WITHOUT,WITH adds the per-frame warping error of a model without and with --temporal-weight,
+and the PSNR between their outputs. Prints tables; --json writes every number with the machine and the
+command.
 """
 
 import argparse
@@ -48,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "empty: none, only --trained (default: %(default)s)")
     parser.add_argument("--trained", default=None, metavar="WITHOUT,WITH",
                         help="two models trained alike, without and with --temporal-weight (default: none)")
-    parser.add_argument("--frames", type=utils.positive_int, default=48, help="frames per clip (default: %(default)s)")
+    parser.add_argument("--frames", type=utils.positive_int, default=40, help="frames per clip (default: %(default)s)")
     parser.add_argument("--skip", type=int, default=0, help="frames skipped at the start (default: %(default)s)")
-    parser.add_argument("--width", type=utils.positive_int, default=480,
+    parser.add_argument("--width", type=utils.positive_int, default=320,
                         help="the cut clips' width; the height keeps the aspect ratio (default: %(default)s)")
     parser.add_argument("--repeats", type=utils.positive_int, default=1,
                         help="timed renders of each kind; the fastest counts (default: %(default)s)")
@@ -116,7 +117,7 @@ def mean_psnr(first: Path, second: Path, size: tuple[int, int]) -> float:
 
 
 def measure_clip(clip: Path, models: dict[str, Path], trained: list[Path], args: argparse.Namespace,
-                 folder: Path) -> dict:
+                 folder: Path, warmed_up: list[bool]) -> dict:
     source = folder / f"{clip.stem}-cut.mp4"
     result = cut_clip(clip, source, args.frames, args.skip, args.width)
     size = result["width"], result["height"]
@@ -132,7 +133,9 @@ def measure_clip(clip: Path, models: dict[str, Path], trained: list[Path], args:
     for name, model in models.items():
         outputs = {kind: folder / f"{clip.stem}-{Path(name).stem}-{kind}.mp4" for kind in ("per-frame", "temporal")}
         seconds: dict[str, list[float]] = {"per-frame": [], "temporal": []}
-        render(source, model, outputs["per-frame"], args.device, False)  # warm-up, not timed
+        if not warmed_up:  # the first render of a process pays for the start-up of torch's kernels: not timed
+            render(source, model, outputs["per-frame"], args.device, False)
+            warmed_up.append(True)
         for repeat in range(args.repeats):
             for kind in ("per-frame", "temporal")[::1 if repeat % 2 == 0 else -1]:  # ABBA: drift cancels out
                 seconds[kind].append(render(source, model, outputs[kind], args.device, kind == "temporal"))
@@ -209,12 +212,12 @@ def main(argv: list[str] | None = None) -> None:
                "cross_check_flow": args.cross_check, "clips": []}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        models = {}
+        models, warmed_up = {}, []
         for name in filter(None, args.models.split(",")):
             models[name] = stand_in_model(folder / "stand-in.pth") if name == STAND_IN else utils.require_file(
                 name, "--models")
         for clip in clips:
-            results["clips"].append(measure_clip(clip, models, trained, args, folder))
+            results["clips"].append(measure_clip(clip, models, trained, args, folder, warmed_up))
     results["load_average_after"] = os.getloadavg()
     if models:
         print_rendering_table(results["clips"])
