@@ -13,11 +13,16 @@ when complete. A conditional model (train.py --conditional) renders any of its s
 mix that changes over the clip:
 
     python render_video.py --input clip.mp4 --model styles.pth --save-name morph.mp4 --style-schedule "0:1,0;4:0,1"
+
+--temporal (the default) takes out flicker: the previous output frame, warped along the optical
+flow of the source (computed in other threads while the network runs), is blended into each new
+one where that flow is reliable; see temporal.py. --no-temporal stylises every frame on its own.
 """
 
 import argparse
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,8 +31,11 @@ from tqdm import tqdm
 import model_files
 import rendering
 import style_choice
+import temporal
 import utils
 import video_io
+
+Item = TypeVar("Item")
 
 
 def crf(text: str) -> int:
@@ -59,15 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="H.264 encoder speed: slower makes smaller files at the same quality "
                              "(default: %(default)s)")
     parser.add_argument("--no-audio", action="store_true", help="leave the sound out (default: keep it)")
+    parser.add_argument("--temporal", action=argparse.BooleanOptionalAction, default=True,
+                        help="take out flicker: blend each stylised frame with the previous output, warped along "
+                             "the optical flow of the source, where that flow is reliable (not where something "
+                             "appears, after a scene cut or in motion too fast to follow); --no-temporal "
+                             "stylises every frame on its own (default: --temporal)")
     rendering.add_render_args(parser)
     style_choice.add_style_args(parser, schedule=True)
     return parser
 
 
-def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
     batch = []
-    for frame in frames:
-        batch.append(frame)
+    for item in items:
+        batch.append(item)
         if len(batch) == size:
             yield batch
             batch = []
@@ -120,13 +133,22 @@ def main(argv: list[str] | None = None) -> None:
                        f"column/row repeated, to {encoded[0]}x{encoded[1]}")
 
     reader = video_io.FrameReader(source, size, queue_size=2 * args.batch_size, fps=info.fps)  # a steady rate
+    args.temporal = args.temporal and args.strength > 0  # with --strength 0 the source is given back as it is
+    if args.temporal:  # the source's motion, estimated in other threads while the network runs
+        flow = temporal.FlowEstimator(*temporal.RENDER_FLOW, max_side=temporal.RENDER_FLOW_SIDE)
+        workers = temporal.flow_workers(device)
+        frames_and_motion = temporal.with_motion(reader, flow, workers, ahead=args.batch_size + workers)
+        blender = temporal.TemporalBlender()
+    else:
+        frames_and_motion = ((frame, None) for frame in reader)
     progress = tqdm(total=info.frames, unit="frame", dynamic_ncols=True)
     count = 0
     try:
         with utils.atomic_path(output) as temp:
             writer = video_io.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec)
             try:
-                for frames in batched(reader, args.batch_size):
+                for items in batched(frames_and_motion, args.batch_size):
+                    frames, motions = zip(*items, strict=True)
                     # NCHW, contiguous: permute() alone leaves the channels_last layout, slower for the network
                     batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float().contiguous()
                     if schedule is not None:  # each frame's mix, set once per batch
@@ -136,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
                         stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
                     except utils.TooLarge as exc:
                         raise utils.TooLarge(f"{exc}; try {smaller_settings(args, device)}") from None
+                    if args.temporal:
+                        stylised = blender(stylised, list(motions))
                     writer.write(stylised.round().byte().permute(0, 2, 3, 1).contiguous().cpu().numpy())
                     count += len(frames)
                     progress.update(len(frames))
@@ -148,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # creating the folder or the temporary file, or starting ffmpeg
         raise utils.UserError(f"--save-name: cannot write {output}: {exc.strerror or exc}") from None
     finally:
+        frames_and_motion.close()
         reader.close()
         progress.close()
     if info.frames and reader.decoded < info.frames - max(1, info.frames // 100):  # an estimate in some files

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 import training_checkpoint
 from model_files import machine_description, save_model
+from temporal_loss import add_temporal_weight_arg, with_stability_loss
 from training_data import EpochBatchSampler, ImageFolderDataset
 from training_log import CsvLog, plot_losses
 from utils import (
@@ -83,6 +84,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-fp16", action="store_true",
                         help="store the final model's tensors as float16: half the file size, loads back as "
                              "float32 (default: float32)")
+    add_temporal_weight_arg(parser)
 
 
 def require_writable_folders(args: argparse.Namespace) -> None:
@@ -146,6 +148,9 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     rank, world_size = _rank_and_world()
     is_main = rank == 0
     model.to(device).train()
+    if args.temporal_weight:
+        compute_losses = with_stability_loss(compute_losses, args.temporal_weight)
+        provenance = {**provenance, "temporal_weight": args.temporal_weight}
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     precision = training_precision(args.precision, device)
     scaler = _gradient_scaler(precision == "fp16")

@@ -279,8 +279,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = _number(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"must be >= 0: {text}")
+    return value
+
+
 unit_float.__name__ = "number from 0 to 1"  # argparse names the type in its error message
 
 
 positive_float.__name__ = "positive number"
 
+
+non_negative_float.__name__ = "non-negative number"

@@ -246,7 +246,8 @@ print("BENCH", seconds, peak_kib)
 def render_clip(clip: Path, output: Path, model: Path, batch: int, device: torch.device) -> tuple[float, float]:
     """Wall seconds of render_video.main and the process's peak RSS in MiB (a fresh process each time)."""
     command = [sys.executable, "-c", _CHILD, "--input", str(clip), "--model", str(model), "--save-name",
-               str(output), "--batch-size", str(batch), "--device", device.type]
+               str(output), "--batch-size", str(batch), "--device", device.type,
+               "--no-temporal"]  # the pipeline of decoder, network and encoder alone (flicker.py measures --temporal)
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     seconds, rss_kib = result.stdout.split("BENCH")[-1].split()
     return float(seconds), int(rss_kib) / 1024

@@ -1,0 +1,99 @@
+"""The stability loss of --temporal-weight (train.py and distillation.py): steadier video without video data.
+
+A network flickers when a small change of its input (the camera moving a little, noise) changes its output by
+more than that. So each training step also stylises a slightly changed copy of the photos, shifted, zoomed,
+rotated a little and with some noise, and asks its output to equal the same change applied to the output of
+the unchanged photos (Ruder et al. 2018, Gupta et al. 2017):
+
+    stability = temporal_weight * MSE over the pixels inside both views( net(T(x) + noise), T(net(x)) )
+
+in 0-255 pixel units, as distillation.py's --pixel-weight. The changed copy goes through the network in the
+same forward pass as the photos (one batch of twice the size), so the scripts' own losses are unchanged and
+DDP sees one forward pass per step.
+"""
+
+import argparse
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from utils import non_negative_float
+
+MAX_SHIFT = 0.03  # of the crop's side
+MAX_ZOOM = 0.05  # relative
+MAX_ROTATION = math.radians(2)
+NOISE = 4.0  # standard deviation in 0-255 units
+
+LossFunction = Callable[[torch.nn.Module, torch.Tensor, int], dict[str, torch.Tensor]]
+
+
+def add_temporal_weight_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--temporal-weight", type=non_negative_float, default=0.0, metavar="W",
+                        help="weight of the stability loss that makes videos flicker less: the output of a "
+                             "slightly shifted, zoomed, rotated and noised copy of each photo must match the "
+                             "same change applied to the photo's output (MSE in 0-255 units); costs a second "
+                             "pass of the transformer per step; 0 = off (default: %(default)s)")
+
+
+def random_views(batch: torch.Tensor) -> torch.Tensor:
+    """One random small shift, zoom and rotation per image: the Nx2x3 matrices of F.affine_grid."""
+    count = len(batch)
+    uniform = lambda limit: (torch.rand(count) * 2 - 1) * limit  # noqa: E731
+    scale, angle = 1 + uniform(MAX_ZOOM), uniform(MAX_ROTATION)
+    shift = torch.stack([uniform(2 * MAX_SHIFT), uniform(2 * MAX_SHIFT)], dim=1)  # affine_grid spans 2 units
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    return theta.to(batch.device)
+
+
+def transform(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`images` seen through `theta`, and an Nx1xHxW mask of the pixels that come from inside them."""
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    inside = (grid.abs() <= 1).all(dim=-1, keepdim=True).permute(0, 3, 1, 2)
+    moved = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return moved, inside.to(moved.dtype)
+
+
+class _WithPerturbedCopy(torch.nn.Module):
+    """The network as the loss function sees it: called on the batch, it also stylises `perturbed` in the same
+    pass and keeps that output for the stability loss."""
+
+    def __init__(self, network: torch.nn.Module, batch: torch.Tensor, perturbed: torch.Tensor):
+        super().__init__()
+        self.network, self.batch, self.perturbed = network, batch, perturbed
+        self.outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images is not self.batch or self.outputs is not None:
+            return self.network(images)
+        output, perturbed_output = self.network(torch.cat([images, self.perturbed.to(images.dtype)])).chunk(2)
+        self.outputs = output, perturbed_output
+        return output
+
+
+def with_stability_loss(compute_losses: LossFunction, weight: float) -> LossFunction:
+    """`compute_losses` with the stability term added to its total (as "stability"); as it is for weight 0."""
+    if not weight:
+        return compute_losses
+
+    def compute(network: torch.nn.Module, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        theta = random_views(batch)
+        with torch.autocast(batch.device.type, enabled=False):
+            moved, inside = transform(batch, theta)
+            perturbed = (moved + NOISE * torch.randn_like(moved)).clamp(0, 255)
+        wrapped = _WithPerturbedCopy(network, batch, perturbed)
+        losses = compute_losses(wrapped, batch, step)
+        if wrapped.outputs is None:
+            raise RuntimeError("--temporal-weight: the loss function did not run the network on the batch")
+        output, perturbed_output = wrapped.outputs
+        with torch.autocast(batch.device.type, enabled=False):
+            target, _ = transform(output.float(), theta)
+            squared = (perturbed_output.float() - target) ** 2 * inside
+            stability = weight * squared.sum() / (inside.sum() * squared.shape[1]).clamp(min=1)
+        losses = {**losses, "stability": stability}
+        losses["total"] = losses["total"] + stability
+        return losses
+
+    return compute
