@@ -139,9 +139,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def video(tmp_path: Path, clip: Path, model: Path, name: str, *flags: str) -> list[np.ndarray]:
-    """The frames, encoded losslessly (--crf 0), so that equal frames decode equal."""
+    """The frames, encoded losslessly (--crf 0), so that equal frames decode equal; each frame stylised on its own
+    (--no-temporal), so that a frame shows its own mix and nothing of the frames before it."""
     render_video.main(["--input", str(clip), "--model", str(model), "--save-name", str(tmp_path / name), "--device",
-                       "cpu", "--precision", "fp32", "--crf", "0", *flags])
+                       "cpu", "--precision", "fp32", "--crf", "0", "--no-temporal", *flags])
     return frames(tmp_path / name)
 
 
