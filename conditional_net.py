@@ -8,7 +8,8 @@ of the styles' scales and shifts, so mixing costs nothing per pixel.
 The state_dict has the plain network's names; only the norms' `weight` and `bias` have a leading style
 dimension (`in1.weight` is N x 32 instead of 32). Each conditional norm normalises with a plain
 `nn.InstanceNorm2d(C, affine=False)` and applies the (mixed) scale and shift after it, so code that changes how
-every `nn.InstanceNorm2d` computes its statistics (tiled rendering) works on both kinds of network.
+every `nn.InstanceNorm2d` computes its statistics (tiled rendering) works on both kinds of network. While
+nothing has changed that inner norm, a single mix is fused into the normalisation as in a plain network.
 
 Training gives each image its own style (`forward(x, style_mix)` with one row of style weights per image,
 differentiable); rendering sets a mix once (`set_style_mix`), which precomputes every layer's scale and shift.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from transformer_net import TransformerNet
@@ -52,10 +54,25 @@ class ConditionalInstanceNorm2d(nn.Module):
         return mixed.to(per_style.dtype)[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normalised = self.norm(x)
+        if self.call_mix is None and len(self.mixed_weight) == 1 and _unchanged(self.norm):
+            # One mix for the whole batch: the scale and shift fused into the normalisation, as in a plain
+            # network's InstanceNorm2d (a separate pass over the activations made rendering ~8% slower).
+            return F.instance_norm(x, weight=self.mixed_weight.flatten(), bias=self.mixed_bias.flatten(),
+                                   eps=self.norm.eps)
+        normalised = self.norm(x)  # also when something (tiled rendering) has changed how it computes
         if self.call_mix is None:
             return torch.addcmul(self.mixed_bias, normalised, self.mixed_weight)
         return torch.addcmul(self._mixed(self.call_mix, self.bias), normalised, self._mixed(self.call_mix, self.weight))
+
+
+_PLAIN_FORWARD = nn.InstanceNorm2d.forward
+
+
+def _unchanged(norm: nn.Module) -> bool:
+    """Whether `norm` still computes as a plain nn.InstanceNorm2d: not replaced, its forward not patched (on the
+    class or the instance), no hooks. Code that overrides every InstanceNorm2d's statistics is then respected."""
+    return (type(norm) is nn.InstanceNorm2d and type(norm).forward is _PLAIN_FORWARD and "forward" not in vars(norm)
+            and not norm._forward_hooks and not norm._forward_pre_hooks)
 
 
 class ConditionalTransformerNet(TransformerNet):

@@ -5,6 +5,7 @@ import copy
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import conditional_net
 import distillation
 import image_io
 import model_files
+import rendering
 import train
 from conditional_net import ConditionalTransformerNet, conditional_state, one_hot, styles_for_step
 from conftest import (
@@ -104,6 +106,31 @@ def test_each_image_of_a_batch_can_have_its_own_mix(photos):
             torch.testing.assert_close(set_together[i:i + 1], alone, atol=1e-3, rtol=1e-5)
 
 
+def normalise_by_the_top_left_quarter(model: torch.nn.Module) -> None:
+    """Change how every nn.InstanceNorm2d of `model` computes its statistics (as tiled rendering does): from the
+    top-left quarter of its input only, then its own scale and shift if it has them."""
+    for norm in [m for m in model.modules() if isinstance(m, torch.nn.InstanceNorm2d)]:
+        def forward(x: torch.Tensor, norm: torch.nn.InstanceNorm2d = norm) -> torch.Tensor:
+            part = x[..., :x.shape[-2] // 2, :x.shape[-1] // 2]
+            mean, var = part.mean((-2, -1), keepdim=True), part.var((-2, -1), unbiased=False, keepdim=True)
+            y = (x - mean) / torch.sqrt(var + norm.eps)
+            return y * norm.weight[:, None, None] + norm.bias[:, None, None] if norm.affine else y
+        norm.forward = forward
+
+
+def test_a_change_to_how_every_instance_norm_computes_applies_to_conditional_networks_too(photos):
+    model = two_style_model()
+    model.set_style_mix([0.3, 0.7])
+    plain = plain_with_norms_of(model, [0.3, 0.7])
+    with torch.no_grad():
+        before = model(photos)
+        normalise_by_the_top_left_quarter(model)
+        normalise_by_the_top_left_quarter(plain)
+        after = model(photos)
+        torch.testing.assert_close(after, plain(photos), atol=1e-3, rtol=1e-5)
+    assert (after - before).abs().mean() > 1  # the change took effect
+
+
 def test_the_styles_differ_and_the_first_is_the_default(photos):
     model = two_style_model()
     with torch.no_grad():
@@ -114,6 +141,23 @@ def test_the_styles_differ_and_the_first_is_the_default(photos):
         first = model(photos)
     assert torch.equal(default, first)
     assert (first - second).abs().mean() > 5
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="torch.compile needs a C++ compiler")
+def test_a_compiled_network_follows_every_new_mix(photos):
+    """render_video.py --compile --style-schedule sets a new mix per batch on a network compiled with freezing."""
+    model = two_style_model()
+    expected = {}
+    with torch.no_grad():
+        for name, mix in (("first", [1.0, 0.0]), ("second", [0.0, 1.0]), ("per frame", [[0.2, 0.8], [0.9, 0.1]])):
+            model.set_style_mix(mix)
+            expected[name] = model(photos)
+    compiled = rendering.prepare_for_rendering(model, "fp32", compile=True)
+    for name, mix in (("first", [1.0, 0.0]), ("second", [0.0, 1.0]), ("per frame", [[0.2, 0.8], [0.9, 0.1]])):
+        model.set_style_mix(mix)
+        torch.testing.assert_close(rendering.stylize(compiled, photos), expected[name].clamp(0, 255), atol=1e-3,
+                                   rtol=1e-5, msg=name)
 
 
 def test_training_gradients_reach_only_the_styles_of_the_batch(photos):
