@@ -5,8 +5,9 @@
 
 The output has the input's size and orientation (EXIF rotation applied) unless --max-size or
 --scale make it smaller; grayscale input gives grayscale output, an alpha channel is kept, a
-palette image comes out as RGB(A), and 16-bit input gives 8-bit output. Any model from train.py,
-from the PyTorch fast_neural_style example or from the original multi-style repo works. A conditional
+palette image comes out as RGB(A), and 16-bit input gives 8-bit output. An image too large for
+the device's memory is rendered in overlapping tiles (--tile). Any model from train.py, from the
+PyTorch fast_neural_style example or from the original multi-style repo works. A conditional
 model (train.py --conditional) renders any of its styles or a mix of them:
 
     python render_image.py --content-path photo.jpg --model-path styles.pth --output-path out.jpg --style-mix 0.3,0.7
@@ -23,6 +24,7 @@ import image_io
 import model_files
 import rendering
 import style_choice
+import tiling
 import utils
 from transformer_net import TransformerNet
 
@@ -48,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     rendering.add_render_args(parser)
     style_choice.add_style_args(parser)
+    parser.add_argument("--tile", type=tiling.tile_side, default=None, metavar="N",
+                        help=f"render in overlapping tiles of at most N x N pixels (N >= {tiling.MIN_TILE}, rounded "
+                             "down to a multiple of 4): the network's memory is then that of a tile, whatever the "
+                             "image's size; 0 never tiles. "
+                             "Default: tile only an image whose whole-image render would not fit in the device's "
+                             "free memory (on the CPU: half the RAM available), in tiles of up to "
+                             f"{tiling.MAX_AUTO_TILE}, and render an image that runs out of memory anyway again in "
+                             "tiles")
+    parser.add_argument("--tile-stats", choices=["sample", "exact"], default="sample",
+                        help="where tiles get the whole image's instance-norm statistics from: sample = one pass over "
+                             f"full-resolution crops of up to {tiling.SAMPLE_PIXELS / 2**20:g} megapixel (the whole "
+                             "image when it is that small, exact then); exact = one pass over all tiles per "
+                             "normalisation layer, the whole-image result at any size but several times slower "
+                             "(default: %(default)s)")
     return parser
 
 
@@ -91,12 +107,37 @@ def output_size(size: tuple[int, int], args: argparse.Namespace) -> tuple[int, i
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def render(model: TransformerNet, picture: image_io.Picture, args: argparse.Namespace, device: torch.device,
-           precision: str) -> Image.Image:
+def render(model: TransformerNet, tiler: tiling.TiledRenderer, picture: image_io.Picture, args: argparse.Namespace,
+           device: torch.device, precision: str) -> Image.Image:
+    """The stylised picture: whole, or in tiles where --tile or the memory-fit decision says so, or where the
+    whole image runs out of memory (unless --tile 0)."""
     picture = picture.resized(output_size(picture.rgb.size, args))
-    batch = image_io.image_to_tensor(picture.rgb).unsqueeze(0).to(device)
+    tile = tiling.choose_tile(picture.rgb.size, args.tile, precision, device)
+    if not tile:
+        try:
+            return picture.with_pixels(render_whole(model, picture.rgb, args, device, precision))
+        except utils.TooLarge as exc:
+            problem = str(exc)  # leave the except block first: its traceback holds on to the network's activations
+        tile = 0 if args.tile == 0 else tiling.fallback_tile(picture.rgb.size, precision, device)
+        if not tile:
+            smaller = max(1, max(picture.rgb.size) // 2)
+            other_device = "" if device.type == "cpu" else " or --device cpu"
+            raise utils.TooLarge(f"{problem}; try --max-size {smaller}{other_device}")
+        utils.warn(f"{problem}: rendering it in tiles of {tile} pixels instead")
+    try:
+        stylised = tiler.render(picture.rgb, tile, args.preserve_color, args.strength, args.tile_stats == "exact")
+    except utils.TooLarge as exc:
+        smaller = tile // 2 - tile // 2 % 4
+        hint = f"--tile {smaller}" if smaller >= tiling.MIN_TILE else f"--max-size {max(picture.rgb.size) // 2}"
+        raise utils.TooLarge(f"{exc} (in tiles of {tile}); try {hint}") from None
+    return picture.with_pixels(stylised)
+
+
+def render_whole(model: TransformerNet, image: Image.Image, args: argparse.Namespace, device: torch.device,
+                 precision: str) -> Image.Image:
+    batch = image_io.image_to_tensor(image).unsqueeze(0).to(device)
     stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
-    return picture.with_pixels(image_io.tensor_to_image(stylised[0]))
+    return image_io.tensor_to_image(stylised[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     precision = utils.choose_precision(args.precision, device)
     network = model_files.load_transformer(args.model, device)
     style_choice.apply_style_choice(network, args, args.model)
-    model = rendering.prepare_for_rendering(network, precision, args.compile)
+    model = rendering.prepare_for_rendering(network, precision)
+    tiler = tiling.TiledRenderer(model, precision, args.compile)  # a copy of its own
+    model = utils.compile_network(model, args.compile, inference=True)
     unreadable = []
     for source, target in tqdm(pairs, unit="image", disable=len(pairs) == 1, dynamic_ncols=True):
         try:
@@ -121,11 +164,9 @@ def main(argv: list[str] | None = None) -> None:
             unreadable.append(source)
             continue
         try:
-            image = render(model, picture, args, device, precision)
+            image = render(model, tiler, picture, args, device, precision)
         except utils.TooLarge as exc:
-            smaller = max(1, max(output_size(picture.rgb.size, args)) // 2)
-            other_device = "" if device.type == "cpu" else " or --device cpu"
-            raise utils.TooLarge(f"{source}: {exc}; try --max-size {smaller}{other_device}") from None
+            raise utils.TooLarge(f"{source}: {exc}") from None
         image_io.save_image(image, target)
     if unreadable:
         raise utils.UserError(f"{len(unreadable)} of {len(pairs)} images could not be read (see the warnings "

@@ -230,10 +230,10 @@ def make_clip(path: Path, seconds: float, width: int = 256, height: int = 144) -
 
 # Peak RSS from /proc's VmHWM: getrusage's ru_maxrss survives exec on Linux, so a child started by a big
 # benchmark process would report the parent's peak.
-_CHILD = """import resource, sys, time
-import render_video
+_CHILD = """import importlib, resource, sys, time
+script = importlib.import_module(sys.argv[1])
 start = time.perf_counter()
-render_video.main(sys.argv[1:])
+script.main(sys.argv[2:])
 seconds = time.perf_counter() - start
 try:
     peak_kib = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
@@ -243,14 +243,21 @@ print("BENCH", seconds, peak_kib)
 """
 
 
-def render_clip(clip: Path, output: Path, model: Path, batch: int, device: torch.device) -> tuple[float, float]:
-    """Wall seconds of render_video.main and the process's peak RSS in MiB (a fresh process each time)."""
-    command = [sys.executable, "-c", _CHILD, "--input", str(clip), "--model", str(model), "--save-name",
-               str(output), "--batch-size", str(batch), "--device", device.type,
-               "--no-temporal"]  # the pipeline of decoder, network and encoder alone (flicker.py measures --temporal)
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+def run_measured(script: str, *args: str) -> tuple[float, float]:
+    """Run `script`.main(args) (e.g. "render_video") in a fresh process: the seconds main() took and the
+    process's peak RSS in MiB."""
+    result = subprocess.run([sys.executable, "-c", _CHILD, script, *args], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise utils.UserError(f"{script}.py {' '.join(args)} failed: {result.stderr.strip().splitlines()[-1:]}")
     seconds, rss_kib = result.stdout.split("BENCH")[-1].split()
     return float(seconds), int(rss_kib) / 1024
+
+
+def render_clip(clip: Path, output: Path, model: Path, batch: int, device: torch.device) -> tuple[float, float]:
+    """Wall seconds of render_video.main and the process's peak RSS in MiB (a fresh process each time)."""
+    return run_measured("render_video", "--input", str(clip), "--model", str(model), "--save-name", str(output),
+                        "--batch-size", str(batch), "--device", device.type,
+                        "--no-temporal")  # the pipeline of decoder, network and encoder alone (flicker.py: --temporal)
 
 
 def benchmark_video(args: argparse.Namespace, device: torch.device) -> dict:
