@@ -19,6 +19,7 @@ from conftest import (
     assert_usage_error,
     random_model,
     run_main_in_process,
+    save_random_conditional_model,
     save_random_model,
     write_noise_image,
 )
@@ -276,3 +277,15 @@ def test_compiled_tiles_give_the_eager_result_with_one_tile_shape(tmp_path, mode
             a, b = np.asarray(compiled).astype(np.float64), np.asarray(eager).astype(np.float64)
         assert psnr(a, b) > 45 and worst_line(a, b) < 1, name
     assert compilations == 1  # every tile of both images: 128x128
+
+
+def test_a_conditional_model_with_a_mix_renders_the_same_in_tiles(tmp_path):
+    """The two branches meet here: tiles of a conditional model get the mix and the whole image's statistics."""
+    model = save_random_conditional_model(tmp_path / "styles.pth")
+    content = write_noise_image(tmp_path / "c.png", 203, 301, seed=5)
+    whole = render(model, content, tmp_path / "whole.png", "--tile", "0", "--style-mix", "0.3,0.7")
+    tiled = render(model, content, tmp_path / "tiled.png", "--tile", "128", "--style-mix", "0.3,0.7")
+    first_style = render(model, content, tmp_path / "first.png", "--tile", "128", "--style", "0")
+    assert psnr(tiled, whole) > 45
+    assert worst_line(tiled, whole) < 1
+    assert np.abs(tiled - first_style).mean() > 1  # the mix reached the tiles
