@@ -13,8 +13,9 @@ import model_files
 import training
 import training_data
 import utils
+from loss_network import load_loss_network
 from transformer_net import TransformerNet
-from vgg import content_loss, gram_matrix, load_vgg16, style_loss, total_variation
+from vgg import content_loss, gram_matrix, style_loss, total_variation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         args.savename += ".pth"
     dataset = training_data.ImageFolderDataset(args.datapath, args.image_size)
     device = training.training_device(args.device)
-    vgg = load_vgg16(args.vgg_weights).to(device)
+    vgg = load_loss_network(args.vgg_weights).to(device)
 
     with torch.no_grad():
         style_grams = [[gram_matrix(f) for f in vgg(image_io.image_to_tensor(image).unsqueeze(0).to(device))]
