@@ -35,8 +35,8 @@ from conditional_net import (
     style_names,
     styles_for_step,
 )
+from loss_network import load_loss_network
 from transformer_net import TransformerNet
-from vgg import load_vgg16
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.savename).suffix:
         args.savename += ".pth"
     dataset = training_data.ImageFolderDataset(args.datapath, args.image_size)
-    vgg = load_vgg16(args.vgg_weights).to(device)
+    vgg = load_loss_network(args.vgg_weights).to(device)
 
     torch.manual_seed(args.seed)
     model = ConditionalTransformerNet(names) if args.conditional else TransformerNet()

@@ -20,8 +20,9 @@ import training_checkpoint
 import training_data
 import utils
 from conditional_net import STYLE_NAMES_HELP, ConditionalTransformerNet, one_hot, style_names, styles_for_step
+from loss_network import load_loss_network
 from transformer_net import TransformerNet
-from vgg import content_loss, gram_matrix, load_vgg16, per_image_style_loss, style_loss, total_variation
+from vgg import content_loss, gram_matrix, per_image_style_loss, style_loss, total_variation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         args.savename += ".pth"
     dataset = training_data.ImageFolderDataset(args.datapath, args.image_size)
     device = training.training_device(args.device)
-    vgg = load_vgg16(args.vgg_weights).to(device)
+    vgg = load_loss_network(args.vgg_weights).to(device)
 
     with torch.no_grad():
         style_grams = [[gram_matrix(f) for f in vgg(image_io.image_to_tensor(image).unsqueeze(0).to(device))]

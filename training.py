@@ -59,8 +59,10 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loading processes (default: 4 on CUDA, 0 otherwise)")
     parser.add_argument("--vgg-weights", default="imagenet",
-                        help="loss network: imagenet, random (untrained, offline smoke runs) "
-                             "or PATH to a torchvision VGG16 state_dict (default: %(default)s)")
+                        help="loss network: imagenet (VGG16, the real thing), offline (a seeded random "
+                             "multi-scale network with colour statistics, for machines without the ImageNet "
+                             "weights: palette and some texture, not artistic style), random (untrained VGG16, "
+                             "smoke runs) or PATH to a torchvision VGG16 state_dict (default: %(default)s)")
     parser.add_argument("--log-dir", default="logs",
                         help="folder for the CSV log, the loss plot and the params file (default: %(default)s)")
     parser.add_argument("--log-interval", type=positive_int, default=50,

@@ -92,13 +92,14 @@ def _imagenet_state() -> dict[str, torch.Tensor]:
             f"and could not be downloaded ({type(exc).__name__}: {exc}). Either run once on a "
             "machine with internet (the file is then reused offline; copy it to that path), or "
             "pass --vgg-weights PATH to a local torchvision VGG16 state_dict, or --vgg-weights "
-            "random for an untrained loss network (smoke runs only)."
+            "offline for the offline loss network (colour and some texture, not artistic style), or "
+            "--vgg-weights random for an untrained VGG16 (smoke runs only)."
         ) from None
 
 
 def _state_from_file(path: str) -> object:
     if not Path(path).is_file():
-        raise UserError(f"--vgg-weights: no such file: {path} (use imagenet, random or a PATH)")
+        raise UserError(f"--vgg-weights: no such file: {path} (use imagenet, offline, random or a PATH)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
