@@ -395,7 +395,7 @@ def test_style_i_of_a_conditional_student_learns_teacher_i(tmp_path):
             student.set_style_mix(one_hot([style], 2)[0])
             result = student(images)
             own, other = ((result - targets[t]).pow(2).mean().item() for t in (style, 1 - style))
-            assert own < 0.25 * other, (style, own, other)
+            assert own < 0.5 * other, (style, own, other)
 
 
 def test_a_plain_model_starts_every_style_of_a_conditional_student(tmp_path, dataset_dir, teachers):
