@@ -4,7 +4,12 @@
 
 Every photo in --photos is rendered by render_image.py with every model at --max-size 512 (PNG, so nothing is
 lost), and each result is compared with its model's style image (read from the model's provenance, or
---styles) and with the photo, resized the same way. Per result, and their means:
+--styles) and with the photo, resized the same way. A conditional model is measured in each of its styles
+(render_image.py --style I against style I's image):
+
+    python benchmarks/style_metrics.py --models models/all-styles.pth
+
+Per result, and their means:
 
 - colour, sliced Wasserstein ratio: the sliced Wasserstein distance (W1, 256 seeded directions, 512
   quantiles) between the RGB pixel distributions of the result and of the style image, divided by the same
@@ -99,28 +104,34 @@ def edge_correlation(a: Image.Image, b: Image.Image) -> float:
     return torch.corrcoef(torch.stack([x, y]))[0, 1].item()
 
 
-def style_of(model: Path) -> Path:
-    """The one style image a single-style model was trained on, from its provenance."""
+def styles_of(model: Path) -> list[tuple[int | None, Path]]:
+    """What to measure a model in, from its provenance: (None, its style image) for a single-style model;
+    (I, style I's image) for each style of a conditional model, rendered with --style I."""
     provenance_file = model_files.provenance_path(model)
     if not provenance_file.is_file():
         raise utils.UserError(f"--models: {model} has no provenance ({provenance_file}); name its style with --styles")
-    styles = [s for s in json.loads(provenance_file.read_text()).get("styles", []) if s.get("weight")]
-    if len(styles) != 1:
-        raise utils.UserError(f"--models: {model} was not trained on exactly one style; name it with --styles")
-    path = Path(styles[0]["path"])
-    return path if path.is_absolute() else ROOT / path
+    provenance = json.loads(provenance_file.read_text())
+    if provenance.get("conditional"):
+        styles = [(index, s["path"]) for index, s in enumerate(provenance["styles"])]
+    else:
+        styles = [(None, s["path"]) for s in provenance.get("styles", []) if s.get("weight")]
+        if len(styles) != 1:
+            raise utils.UserError(f"--models: {model} was not trained on exactly one style; name it with --styles")
+    return [(index, Path(path) if Path(path).is_absolute() else ROOT / path) for index, path in styles]
 
 
-def measure(models: list[Path], styles: list[Path], photos: list[Path], max_size: int, style_size: int, device: str,
-            precision: str, output_dir: Path) -> list[dict]:
+def measure(subjects: list[tuple[Path, int | None, Path]], photos: list[Path], max_size: int, style_size: int,
+            device: str, precision: str, output_dir: Path) -> list[dict]:
+    """One row per photo and subject: (model, its --style index or None, the style image to compare with)."""
     texture_network = loss_network.OfflineLossNetwork(seed=TEXTURE_SEED)
     photo_figures: dict[tuple[Path, tuple[int, int]], tuple] = {}  # the same photo at the same size: once
     rows = []
-    for model, style_path in zip(models, styles, strict=True):
-        rendered = output_dir / model.stem
+    for model, style_index, style_path in subjects:
+        choice = [] if style_index is None else ["--style", str(style_index)]
+        rendered = output_dir / (model.stem if style_index is None else f"{model.stem}-style{style_index}")
         render_image.main(["--content-path", str(photos[0].parent), "--model-path", str(model), "--output-path",
                            str(rendered), "--format", "png", "--max-size", str(max_size), "--device", device,
-                           "--precision", precision])
+                           "--precision", precision, *choice])
         style = image_io.load_rgb(style_path, style_size)
         style_pixels, style_grams = pixels(style), grams_of(texture_network, style)
         style_quantiles = projected_quantiles(style_pixels)
@@ -132,7 +143,7 @@ def measure(models: list[Path], styles: list[Path], photos: list[Path], max_size
             photo, photo_pixels, photo_quantiles = photo_figures[photo_path, result.size]
             result_pixels = pixels(result)
             rows.append({
-                "photo": photo_path.name, "style": style_path.name, "model": str(model),
+                "photo": photo_path.name, "style": style_path.name, "model": str(model), "style_index": style_index,
                 "swd_ratio": sliced_wasserstein(projected_quantiles(result_pixels), style_quantiles)
                 / sliced_wasserstein(photo_quantiles, style_quantiles),
                 "hist_result": histogram_intersection(result_pixels, style_pixels),
@@ -163,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", required=True, metavar="A.pth,B.pth",
                         help="the models to measure, separated by commas")
     parser.add_argument("--styles", default=None, metavar="A.png,B.jpg",
-                        help="each model's style image, in the same order (default: from each model's provenance)")
+                        help="each model's style image, in the same order, for models without provenance "
+                             "(default: from each model's provenance; every style of a conditional model)")
     parser.add_argument("--photos", default=str(ROOT / "images/content-images"),
                         help="folder of photos to render (default: the bundled photos)")
     parser.add_argument("--max-size", type=utils.positive_int, default=512,
@@ -182,16 +194,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="also write every figure, with the command, to this JSON file (default: none)")
     args = parser.parse_args(argv)
     models = [utils.require_file(p, "--models") for p in args.models.split(",") if p]
-    styles = ([utils.require_file(p, "--styles") for p in args.styles.split(",") if p] if args.styles
-              else [style_of(m) for m in models])
-    if len(styles) != len(models):
-        raise utils.UserError(f"--styles: {len(styles)} style images for {len(models)} models")
+    if args.styles:
+        styles = [utils.require_file(p, "--styles") for p in args.styles.split(",") if p]
+        if len(styles) != len(models):
+            raise utils.UserError(f"--styles: {len(styles)} style images for {len(models)} models")
+        subjects = [(model, None, style) for model, style in zip(models, styles, strict=True)]
+    else:
+        subjects = [(model, index, style) for model in models for index, style in styles_of(model)]
     photos = image_io.list_images(args.photos)
     if not photos:
         raise utils.UserError(f"--photos: no images in {args.photos}")
     with tempfile.TemporaryDirectory() as temporary:
         output_dir = Path(args.keep) if args.keep else Path(temporary)
-        rows = measure(models, styles, photos, args.max_size, args.style_size, args.device, args.precision, output_dir)
+        rows = measure(subjects, photos, args.max_size, args.style_size, args.device, args.precision, output_dir)
     print(table(rows))
     if args.json:
         utils.save_json({"command": model_files.command_line("benchmarks/style_metrics.py", argv),

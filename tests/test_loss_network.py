@@ -9,9 +9,10 @@ from PIL import Image
 
 import distillation
 import loss_network
+import model_files
 import train
 import vgg
-from conftest import load_state, save_random_model, train_args, write_noise_image
+from conftest import load_state, save_random_conditional_model, save_random_model, train_args, write_noise_image
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +122,22 @@ def test_style_metrics_measures_every_photo_in_every_style(tmp_path, capsys):
     rows = json.loads(record.read_text())["rows"]
     assert len(rows) == 4 and all(0 <= row["hist_result"] <= 1 for row in rows)
     assert json.loads(record.read_text())["command"].startswith("python benchmarks/style_metrics.py --models ")
+
+
+def test_style_metrics_measures_a_conditional_model_in_each_of_its_styles(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    write_noise_image(photos / "photo.jpg", 36, 52, seed=0)
+    styles = [write_noise_image(tmp_path / f"style{i}.png", 40, 40, seed=10 + i) for i in range(2)]
+    model = save_random_conditional_model(tmp_path / "both.pth")
+    model_files.provenance_path(model).write_text(json.dumps(
+        {"conditional": True, "styles": [{"path": str(p), "name": p.stem} for p in styles]}))
+    record = tmp_path / "record.json"
+    style_metrics.main(["--models", str(model), "--photos", str(photos), "--max-size", "32", "--keep",
+                        str(tmp_path / "kept"), "--json", str(record)])
+    table = capsys.readouterr().out
+    assert "| photo.jpg | style0.png |" in table and "| photo.jpg | style1.png |" in table
+    rows = json.loads(record.read_text())["rows"]
+    assert [row["style_index"] for row in rows] == [0, 1]
+    # each style's image compared with that style's rendering: the two renderings differ
+    first, second = (Image.open(tmp_path / "kept" / f"both-style{i}" / "photo.png") for i in range(2))
+    assert first.tobytes() != second.tobytes()
