@@ -31,7 +31,8 @@ if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAP
 
 common=(--datapath "$DATAPATH" --image-size "$IMAGE_SIZE" --batch-size "$BATCH_SIZE" --learning-rate "$LEARNING_RATE"
         --max-steps "$STEPS" --epochs 100000 --seed 0 --vgg-weights "$VGG_WEIGHTS" --device "$DEVICE"
-        --precision "$PRECISION" --save-fp16 --log-dir logs/demo --checkpoint-dir checkpoints/demo --log-interval 25)
+        --precision "$PRECISION" --save-fp16 --log-dir logs/demo --checkpoint-dir checkpoints/demo --log-interval 25
+        --checkpoint-interval 100)
 train() { "$PYTHON" train.py --style-size "$STYLE_SIZE" "${common[@]}" "$@"; }
 wanted() { [ "$ONLY" = all ] || [[ " $ONLY " == *" $1 "* ]]; }
 
