@@ -1,13 +1,16 @@
-"""Regenerate every figure in the README from the bundled models and images.
+"""Regenerate every figure in the README from the bundled models, images and demo clip.
 
     python tools/make_figures.py            # writes images/figures/*.jpg
 
 The models were trained with the untrained (random) loss network, see models/README.md.
 """
 
+import itertools
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
@@ -16,11 +19,14 @@ sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 import image_io
 import model_files
 import rendering
+import temporal
 import utils
+import video_io
 
 CONTENT = ROOT / "images/content-images"
 STYLES = ROOT / "images/style-images"
 MODELS = ROOT / "models"
+CLIP = ROOT / "images/demo-clip.mp4"
 TILE = 256  # height of every picture in a figure
 LABEL = 22  # height of the caption strip under each picture
 
@@ -58,6 +64,45 @@ def render(model_path: Path, photo: Path) -> Image.Image:
     model = model_files.load_transformer(model_path)
     content = image_io.image_to_tensor(image_io.load_rgb(photo)).unsqueeze(0)
     return image_io.tensor_to_image(rendering.stylize(model, content)[0])
+
+
+def flicker_row(model: torch.nn.Module, name: str, frames: list[np.ndarray], blending: list, measured: list
+                ) -> Image.Image:
+    """The last of `frames` stylised frame by frame and with --temporal's blending (the Motions `blending`),
+    each beside its change from the frame before that the motion does not explain, as the warping error
+    measures it (the Motions `measured`; occluded pixels black)."""
+    batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+    per_frame = rendering.stylize(model, batch)
+    blended = temporal.TemporalBlender()(per_frame, blending)
+    tiles = [tile(Image.fromarray(frames[-1]), "demo clip")]
+    for label, video in (("frame by frame", per_frame), ("--temporal", blended)):
+        video = video.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        metric = temporal.WarpingError()
+        for i in range(1, len(video)):
+            metric.add(video[i - 1], video[i], measured[i])
+        warped = temporal.warp(video[-2].astype(np.float32), measured[-1].backward)
+        change = np.abs(video[-1] - warped).mean(axis=-1)
+        change[measured[-1].occluded] = 0
+        tiles.append(tile(Image.fromarray(video[-1]), f"{name}, {label}"))
+        tiles.append(tile(Image.fromarray(np.clip(4 * change, 0, 255).astype(np.uint8)),
+                          f"change x4 (warping error {metric.value:.2f})"))
+    return row(tiles)
+
+
+def flicker_figure() -> Image.Image:
+    """12 frames into the demo clip's zoom: a bundled model, and a network that flickers."""
+    reader = video_io.FrameReader(CLIP, (240, 160))
+    try:
+        frames = list(itertools.islice(reader, 30, 42))
+    finally:
+        reader.close()
+    motions = {}
+    for use, flow in (("blending", temporal.FlowEstimator(*temporal.RENDER_FLOW, max_side=temporal.RENDER_FLOW_SIDE)),
+                      ("measured", temporal.FlowEstimator("dis", "medium"))):  # as render_video.py, evaluate_video.py
+        motions[use] = [None] + [temporal.estimate_motion(a, b, flow) for a, b in itertools.pairwise(frames)]
+    strokes = model_files.load_transformer(MODELS / "brush-strokes.pth")
+    return column([flicker_row(strokes, "brush-strokes.pth", frames, **motions),
+                   flicker_row(temporal.flickering_network(), "a flickering network", frames, **motions)])
 
 
 def save(figure: Image.Image, path: Path) -> None:
@@ -98,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
              ("brush-strokes.pth", "0.00 : 1.00")]
     chelsea = CONTENT / "chelsea.jpg"
     save(row([tile(render(MODELS / m, chelsea), c) for m, c in strip]), out / "interpolation.jpg")
+
+    # flicker on the demo clip, frame by frame and with render_video.py --temporal
+    save(flicker_figure(), out / "temporal.jpg")
 
 
 if __name__ == "__main__":
