@@ -18,6 +18,7 @@ command.
 """
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -59,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also measure the warping errors with this flow (default: none)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to render (default: %(default)s)")
-    parser.add_argument("--json", default=None, metavar="PATH", help="where the numbers go (default: nowhere)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="where the numbers go, written after every clip (default: nowhere)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the clips --json already holds and measure only the others (default: off)")
     return parser
 
 
@@ -202,14 +206,19 @@ def main(argv: list[str] | None = None) -> None:
     trained = [utils.require_file(p, "--trained") for p in args.trained.split(",")] if args.trained else []
     if args.trained and len(trained) != 2:
         raise utils.UserError("--trained: give two models, WITHOUT,WITH")
+    if args.resume and not args.json:
+        raise utils.UserError("--resume needs --json")
     device = utils.choose_device(args.device)
     results = {"machine": model_files.machine_description(device), "torch": torch.__version__,
-               "command": model_files.command_line("benchmarks/flicker.py", argv),
-               "load_average_before": os.getloadavg(), "temporal_settings": {
+               "commands": [], "load_averages": [], "temporal_settings": {
                    "blend": temporal.BLEND, "photo_tolerance": temporal.PHOTO_TOLERANCE,
                    "cut_fraction": temporal.CUT_FRACTION, "render_flow": temporal.RENDER_FLOW,
                    "render_flow_side": temporal.RENDER_FLOW_SIDE}, "evaluation_flow": "dis (medium)",
                "cross_check_flow": args.cross_check, "clips": []}
+    if args.resume and Path(args.json).exists():
+        results = json.loads(Path(args.json).read_text())
+    results["commands"].append(model_files.command_line("benchmarks/flicker.py", argv))
+    done = {clip["path"] for clip in results["clips"]}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         models, warmed_up = {}, []
@@ -217,18 +226,22 @@ def main(argv: list[str] | None = None) -> None:
             models[name] = stand_in_model(folder / "stand-in.pth") if name == STAND_IN else utils.require_file(
                 name, "--models")
         for clip in clips:
-            results["clips"].append(measure_clip(clip, models, trained, args, folder, warmed_up))
-    results["load_average_after"] = os.getloadavg()
+            if str(clip) in done:
+                continue
+            load = os.getloadavg()[0]
+            results["clips"].append({"path": str(clip), **measure_clip(clip, models, trained, args, folder,
+                                                                      warmed_up)})
+            results["load_averages"].append([load, os.getloadavg()[0]])  # 1-minute, before and after the clip
+            if args.json:  # after every clip, so that --resume can go on from there
+                utils.save_json(results, args.json)
     if models:
         print_rendering_table(results["clips"])
         if args.cross_check:
             print_cross_check_table(results["clips"], args.cross_check)
     if trained:
         print_trained_table(results["clips"], trained)
-    print(f"\nload average (1, 5, 15 min) before {results['load_average_before']}, after "
-          f"{results['load_average_after']}")
+    print(f"\nload average (1 minute) before and after each clip: {results['load_averages']}")
     if args.json:
-        utils.save_json(results, args.json)
         print(f"wrote {args.json}")
 
 

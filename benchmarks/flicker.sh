@@ -26,7 +26,7 @@ fi
 if [ $# -gt 0 ]; then
     common=(--frames "${FRAMES:-48}" --width "${WIDTH:-480}" --cross-check farneback)
     "$PYTHON" benchmarks/flicker.py "$@" "${common[@]}" --models "$ORIGINAL,stand-in" --repeats "${REPEATS:-2}" \
-        --json "${JSON:-flicker}.json"
+        --json "${JSON:-flicker}.json" --resume
     "$PYTHON" benchmarks/flicker.py "$@" "${common[@]}" --models "" --trained "$ORIGINAL,$MODELS/steadier.pth" \
-        --json "${JSON:-flicker}-trained.json"
+        --json "${JSON:-flicker}-trained.json" --resume
 fi

@@ -1,17 +1,19 @@
-"""Regenerate every figure in the README from the bundled models and images.
+"""Regenerate every figure in the README from the bundled models, images and demo clip.
 
     python tools/make_figures.py            # writes images/figures/*.jpg
-    python tools/make_figures.py --interpolation-model models/conditional.pth   # the strip from one model
+    python tools/make_figures.py --interpolation-model other.pth   # the strip from another conditional model
 
-The interpolation strip comes from five models trained with fixed weights (train.py --style-weights), or,
-with --interpolation-model, from one conditional model (train.py --conditional) mixed at render time.
-
-The models were trained with the untrained (random) loss network, see models/README.md.
+The gallery and the interpolation strip come from the one conditional model models/all-styles.pth (each
+style on its own, and the first two mixed at render time); the methods figure sets it beside the models of
+fixed styles. The models were trained with the offline loss network, not VGG16: see models/README.md.
 """
 
+import itertools
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
@@ -20,11 +22,15 @@ sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 import image_io
 import model_files
 import rendering
+import temporal
 import utils
+import video_io
 
 CONTENT = ROOT / "images/content-images"
 STYLES = ROOT / "images/style-images"
 MODELS = ROOT / "models"
+ALL_STYLES = MODELS / "all-styles.pth"
+CLIP = ROOT / "images/demo-clip.mp4"
 TILE = 256  # height of every picture in a figure
 LABEL = 22  # height of the caption strip under each picture
 
@@ -79,17 +85,50 @@ def style_count(conditional_model: Path) -> int:
     return count
 
 
-def interpolation_strip(photo: Path, conditional_model: Path | None = None) -> Image.Image:
-    """`photo` over the weights of the two styles: one train.py model per weight, or one conditional model's
-    first two styles mixed at render time."""
-    if conditional_model is None:
-        models = ["stained-glass.pth", "interpolation/blend-0.75.pth", "blend.pth", "interpolation/blend-0.25.pth",
-                  "brush-strokes.pth"]
-        return row([tile(render(MODELS / m, photo), f"{w:.2f} : {1 - w:.2f}")
-                    for m, w in zip(models, INTERPOLATION_WEIGHTS, strict=True)])
+def interpolation_strip(photo: Path, conditional_model: Path) -> Image.Image:
+    """`photo` over the weights of a conditional model's first two styles, mixed at render time."""
     count = style_count(conditional_model)
     return row([tile(render(conditional_model, photo, [w, 1 - w] + [0.0] * (count - 2)), f"{w:.2f} : {1 - w:.2f}")
                 for w in INTERPOLATION_WEIGHTS])
+
+
+def flicker_row(model: torch.nn.Module, name: str, frames: list[np.ndarray], blending: list, measured: list
+                ) -> Image.Image:
+    """The last of `frames` stylised frame by frame and with --temporal's blending (the Motions `blending`),
+    each beside its change from the frame before that the motion does not explain, as the warping error
+    measures it (the Motions `measured`; occluded pixels black)."""
+    batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+    per_frame = rendering.stylize(model, batch)
+    blended = temporal.TemporalBlender()(per_frame, blending)
+    tiles = [tile(Image.fromarray(frames[-1]), "demo clip")]
+    for label, video in (("frame by frame", per_frame), ("--temporal", blended)):
+        video = video.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        metric = temporal.WarpingError()
+        for i in range(1, len(video)):
+            metric.add(video[i - 1], video[i], measured[i])
+        warped = temporal.warp(video[-2].astype(np.float32), measured[-1].backward)
+        change = np.abs(video[-1] - warped).mean(axis=-1)
+        change[measured[-1].occluded] = 0
+        tiles.append(tile(Image.fromarray(video[-1]), f"{name}, {label}"))
+        tiles.append(tile(Image.fromarray(np.clip(4 * change, 0, 255).astype(np.uint8)),
+                          f"change x4 (warping error {metric.value:.2f})"))
+    return row(tiles)
+
+
+def flicker_figure() -> Image.Image:
+    """12 frames into the demo clip's zoom: a bundled model, and a network that flickers."""
+    reader = video_io.FrameReader(CLIP, (240, 160))
+    try:
+        frames = list(itertools.islice(reader, 30, 42))
+    finally:
+        reader.close()
+    motions = {}
+    for use, flow in (("blending", temporal.FlowEstimator(*temporal.RENDER_FLOW, max_side=temporal.RENDER_FLOW_SIDE)),
+                      ("measured", temporal.FlowEstimator("dis", "medium"))):  # as render_video.py, evaluate_video.py
+        motions[use] = [None] + [temporal.estimate_motion(a, b, flow) for a, b in itertools.pairwise(frames)]
+    strokes = model_files.load_transformer(MODELS / "brush-strokes.pth")
+    return column([flicker_row(strokes, "brush-strokes.pth", frames, **motions),
+                   flicker_row(temporal.flickering_network(), "a flickering network", frames, **motions)])
 
 
 def save(figure: Image.Image, path: Path) -> None:
@@ -102,36 +141,40 @@ def main(argv: list[str] | None = None) -> None:
     parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--output-dir", default=str(ROOT / "images/figures"),
                         help="where the figures go (default: this repository's images/figures)")
-    parser.add_argument("--interpolation-model", default=None, metavar="PATH",
+    parser.add_argument("--interpolation-model", default=str(ALL_STYLES), metavar="PATH",
                         help="draw the interpolation strip from this conditional model's first two styles, mixed "
-                             "at render time (default: from the five train.py models of fixed weights)")
+                             "at render time (default: models/all-styles.pth)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
-    interpolation_model = Path(args.interpolation_model) if args.interpolation_model else None
-    if interpolation_model:
-        style_count(interpolation_model)  # before anything is drawn
-    glass, strokes = STYLES / "stained-glass.png", STYLES / "brush-strokes.jpg"
+    interpolation_model = utils.require_file(args.interpolation_model, "--interpolation-model")
+    style_count(interpolation_model)  # before anything is drawn
     photos = sorted(CONTENT.glob("*.jpg"))
     if not photos:
         raise utils.UserError(f"no bundled photos in {CONTENT}")
 
-    # content | style | result, for each photo and each single-style model
+    # content | style | result, for each photo and each style of the conditional model
+    styles = [(STYLES / "stained-glass.png", [1.0, 0.0], "stained-glass"),
+              (STYLES / "brush-strokes.jpg", [0.0, 1.0], "brush-strokes")]
     rows = []
     for photo in photos:
-        for style, model in [(glass, "stained-glass.pth"), (strokes, "brush-strokes.pth")]:
+        for style, mix, name in styles:
             rows.append(row([tile(image_io.load_rgb(photo), photo.name), tile(image_io.load_rgb(style), style.name),
-                             tile(render(MODELS / model, photo), f"models/{model}")]))
+                             tile(render(ALL_STYLES, photo, mix), f"all-styles.pth --style {name}")]))
     save(column(rows), out / "gallery.jpg")
 
-    # the two styles and their blend by both methods
+    # the two styles and their 0.5/0.5 blend by each method
     coffee = CONTENT / "coffee.jpg"
-    methods = [("stained-glass.pth", "stained glass only"), ("brush-strokes.pth", "brush strokes only"),
-               ("blend.pth", "blend, train.py 0.5/0.5"), ("distilled.pth", "blend, distillation.py")]
-    save(row([tile(image_io.load_rgb(coffee), "content")] + [tile(render(MODELS / m, coffee), c) for m, c in methods]),
+    fixed = [("stained-glass.pth", "stained glass only"), ("brush-strokes.pth", "brush strokes only"),
+             ("blend.pth", "blend, train.py 0.5/0.5"), ("distilled.pth", "blend, distillation.py")]
+    save(row([tile(image_io.load_rgb(coffee), "content")] + [tile(render(MODELS / m, coffee), c) for m, c in fixed]
+             + [tile(render(ALL_STYLES, coffee, [0.5, 0.5]), "all-styles.pth --style-mix 0.5,0.5")]),
          out / "methods.jpg")
 
     # interpolation over the style weights (stained glass : brush strokes)
     save(interpolation_strip(CONTENT / "chelsea.jpg", interpolation_model), out / "interpolation.jpg")
+
+    # flicker on the demo clip, frame by frame and with render_video.py --temporal
+    save(flicker_figure(), out / "temporal.jpg")
 
 
 if __name__ == "__main__":
