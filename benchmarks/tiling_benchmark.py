@@ -22,11 +22,13 @@ Parts:
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
@@ -145,7 +147,7 @@ def large(args: argparse.Namespace, folder: Path) -> list[dict]:
                "seconds": seconds, "peak_mib": peak}
         needed = tiling.activation_bytes(width * height, precision, device)
         available = tiling.available_ram() if device.type != "cuda" else tiling.memory_budget(device)
-        if needed < 0.8 * available:
+        if needed < tiling.CPU_MEMORY_SHARE * available:  # never risk the machine (it may be shared)
             row["whole_seconds"], row["whole_peak_mib"] = render(source, folder / "out.jpg", args, "--tile", "0")
             whole = f"whole {row['whole_seconds']:6.1f} s, {row['whole_peak_mib']:6.0f} MiB"
         else:
@@ -196,8 +198,10 @@ def main(argv: list[str] | None = None) -> None:
     args.large_sizes = [size(s) for s in args.large_sizes.split(",")]
     device = utils.choose_device(args.device)
     results = {"machine": model_files.machine_description(device), "command": model_files.command_line(
-        "benchmarks/tiling_benchmark.py", argv), "precision": utils.choose_precision(args.precision, device)}
-    print(f"{results['machine']}; precision {results['precision']}; model {args.model.relative_to(ROOT)}")
+        "benchmarks/tiling_benchmark.py", argv), "precision": utils.choose_precision(args.precision, device),
+        "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
+    print(f"{results['machine']}; {results['threads']} threads (load average {results['load_average'][0]:.1f}); "
+          f"precision {results['precision']}; model {args.model.relative_to(ROOT)}")
     parts = {"faithful": faithful, "memory": memory, "cost": cost, "large": large}
     with tempfile.TemporaryDirectory() as folder:
         for part in args.parts.split(","):
