@@ -121,16 +121,21 @@ def cost(args: argparse.Namespace, folder: Path) -> list[dict]:
     width, height = args.cost_size
     source = write_photo(args.photos[0], width, height, folder / "cost.jpg")
     megapixels = width * height / 1e6
-    print(f"\ncost at {width}x{height} (whole-image render and tiled, {args.cost_repeats} runs each, the fastest)")
+    tiles = [0, *args.cost_tiles]
+    print(f"\ncost at {width}x{height}: whole-image render and tiled, {args.cost_repeats} rounds taking turns, "
+          "the fastest of each")
+    runs: dict[int, list[tuple[float, float]]] = {tile: [] for tile in tiles}
+    for _ in range(args.cost_repeats):  # in turns, so that a change in the machine's load hits all alike
+        for tile in tiles:
+            runs[tile].append(render(source, folder / "out.jpg", args, "--tile", str(tile)))
     rows = []
-    for tile in [0, *args.cost_tiles]:
-        runs = [render(source, folder / "out.jpg", args, "--tile", str(tile)) for _ in range(args.cost_repeats)]
-        seconds, peak = min(runs)
+    for tile in tiles:
+        seconds, peak = min(runs[tile])
         rows.append({"tile": tile, "seconds": seconds, "seconds_per_megapixel": seconds / megapixels,
-                     "peak_mib": peak, "all_seconds": [s for s, _ in runs]})
+                     "peak_mib": peak, "all_seconds": [s for s, _ in runs[tile]]})
         ratio = f" = {seconds / rows[0]['seconds']:.2f}x the whole-image time" if tile else ""
         print(f"  --tile {tile:<5} | {seconds:6.1f} s | {seconds / megapixels:5.2f} s per megapixel{ratio} | "
-              f"peak RSS {peak:.0f} MiB")
+              f"peak RSS {peak:.0f} MiB | all runs: {', '.join(f'{s:.1f}' for s, _ in runs[tile])} s")
     return rows
 
 
@@ -203,13 +208,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{results['machine']}; {results['threads']} threads (load average {results['load_average'][0]:.1f}); "
           f"precision {results['precision']}; model {args.model.relative_to(ROOT)}")
     parts = {"faithful": faithful, "memory": memory, "cost": cost, "large": large}
+    if unknown := set(args.parts.split(",")) - set(parts):
+        raise utils.UserError(f"--parts: unknown {unknown.pop()} (choose from {', '.join(parts)})")
     with tempfile.TemporaryDirectory() as folder:
         for part in args.parts.split(","):
-            if part not in parts:
-                raise utils.UserError(f"--parts: unknown {part} (choose from {', '.join(parts)})")
             results[part] = parts[part](args, Path(folder))
-    with utils.atomic_file(args.json) as temp:
-        temp.write_text(json.dumps(results, indent=1, default=str))
+            with utils.atomic_file(args.json) as temp:  # after every part: the parts done so far
+                temp.write_text(json.dumps(results, indent=1, default=str))
     print(f"\nwrote {args.json}")
 
 
