@@ -47,11 +47,12 @@ SAMPLE_PIXELS = 1 << 20  # at most this many pixels of crops; an image up to thi
 CPU_MEMORY_SHARE = 0.5  # of the RAM available now, what a render may use on the CPU
 CUDA_MEMORY_SHARE = 0.9  # of CUDA's free memory
 
-# The peak of a whole-image render, in bytes per pixel and per byte of the activations' element size (the
-# network's widest step holds about 160 channels at full resolution, plus the input, the output and oneDNN's
-# copies). Peak RSS above the process's start-up, whole-image renders of 1 to 12.6 megapixels on the CPU:
-# `python benchmarks/tiling_benchmark.py --parts memory` prints the measured figure beside this estimate.
-ACTIVATION_BYTES_PER_PIXEL_PER_BYTE = 200
+# The peak of a whole-image render, in bytes per pixel and per byte of the activations' element size: the
+# network's widest step holds some 160 channels at full resolution, besides the input and output tensors and
+# oneDNN's copies. `python benchmarks/tiling_benchmark.py --parts memory` prints the measured figure (peak RSS
+# above the process's start-up) beside this estimate: 505-506 bytes/pixel in bf16 at 3.1 and 12.6 megapixels
+# on the CPU (benchmarks/tiling-cpu-2core.log), hence 2 x 256.
+ACTIVATION_BYTES_PER_PIXEL_PER_BYTE = 256
 
 
 def tile_side(text: str) -> int:

@@ -22,11 +22,13 @@ Parts:
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
@@ -119,16 +121,21 @@ def cost(args: argparse.Namespace, folder: Path) -> list[dict]:
     width, height = args.cost_size
     source = write_photo(args.photos[0], width, height, folder / "cost.jpg")
     megapixels = width * height / 1e6
-    print(f"\ncost at {width}x{height} (whole-image render and tiled, {args.cost_repeats} runs each, the fastest)")
+    tiles = [0, *args.cost_tiles]
+    print(f"\ncost at {width}x{height}: whole-image render and tiled, {args.cost_repeats} rounds taking turns, "
+          "the fastest of each")
+    runs: dict[int, list[tuple[float, float]]] = {tile: [] for tile in tiles}
+    for _ in range(args.cost_repeats):  # in turns, so that a change in the machine's load hits all alike
+        for tile in tiles:
+            runs[tile].append(render(source, folder / "out.jpg", args, "--tile", str(tile)))
     rows = []
-    for tile in [0, *args.cost_tiles]:
-        runs = [render(source, folder / "out.jpg", args, "--tile", str(tile)) for _ in range(args.cost_repeats)]
-        seconds, peak = min(runs)
+    for tile in tiles:
+        seconds, peak = min(runs[tile])
         rows.append({"tile": tile, "seconds": seconds, "seconds_per_megapixel": seconds / megapixels,
-                     "peak_mib": peak, "all_seconds": [s for s, _ in runs]})
+                     "peak_mib": peak, "all_seconds": [s for s, _ in runs[tile]]})
         ratio = f" = {seconds / rows[0]['seconds']:.2f}x the whole-image time" if tile else ""
         print(f"  --tile {tile:<5} | {seconds:6.1f} s | {seconds / megapixels:5.2f} s per megapixel{ratio} | "
-              f"peak RSS {peak:.0f} MiB")
+              f"peak RSS {peak:.0f} MiB | all runs: {', '.join(f'{s:.1f}' for s, _ in runs[tile])} s")
     return rows
 
 
@@ -145,7 +152,7 @@ def large(args: argparse.Namespace, folder: Path) -> list[dict]:
                "seconds": seconds, "peak_mib": peak}
         needed = tiling.activation_bytes(width * height, precision, device)
         available = tiling.available_ram() if device.type != "cuda" else tiling.memory_budget(device)
-        if needed < 0.8 * available:
+        if needed < tiling.CPU_MEMORY_SHARE * available:  # never risk the machine (it may be shared)
             row["whole_seconds"], row["whole_peak_mib"] = render(source, folder / "out.jpg", args, "--tile", "0")
             whole = f"whole {row['whole_seconds']:6.1f} s, {row['whole_peak_mib']:6.0f} MiB"
         else:
@@ -196,16 +203,18 @@ def main(argv: list[str] | None = None) -> None:
     args.large_sizes = [size(s) for s in args.large_sizes.split(",")]
     device = utils.choose_device(args.device)
     results = {"machine": model_files.machine_description(device), "command": model_files.command_line(
-        "benchmarks/tiling_benchmark.py", argv), "precision": utils.choose_precision(args.precision, device)}
-    print(f"{results['machine']}; precision {results['precision']}; model {args.model.relative_to(ROOT)}")
+        "benchmarks/tiling_benchmark.py", argv), "precision": utils.choose_precision(args.precision, device),
+        "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
+    print(f"{results['machine']}; {results['threads']} threads (load average {results['load_average'][0]:.1f}); "
+          f"precision {results['precision']}; model {args.model.relative_to(ROOT)}")
     parts = {"faithful": faithful, "memory": memory, "cost": cost, "large": large}
+    if unknown := set(args.parts.split(",")) - set(parts):
+        raise utils.UserError(f"--parts: unknown {unknown.pop()} (choose from {', '.join(parts)})")
     with tempfile.TemporaryDirectory() as folder:
         for part in args.parts.split(","):
-            if part not in parts:
-                raise utils.UserError(f"--parts: unknown {part} (choose from {', '.join(parts)})")
             results[part] = parts[part](args, Path(folder))
-    with utils.atomic_file(args.json) as temp:
-        temp.write_text(json.dumps(results, indent=1, default=str))
+            with utils.atomic_file(args.json) as temp:  # after every part: the parts done so far
+                temp.write_text(json.dumps(results, indent=1, default=str))
     print(f"\nwrote {args.json}")
 
 
