@@ -160,12 +160,17 @@ COLUMNS = [("swd_ratio", "SW ratio"), ("hist_result", "hist. result"), ("hist_ph
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| photo | style | " + " | ".join(title for _, title in COLUMNS) + " |",
-             "|---|---|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append(f"| {row['photo']} | {row['style']} | " + " | ".join(f"{row[k]:.3f}" for k, _ in COLUMNS) + " |")
-    means = {k: float(np.mean([row[k] for row in rows])) for k, _ in COLUMNS}
-    lines.append("| **mean** | | " + " | ".join(f"**{means[k]:.3f}**" for k, _ in COLUMNS) + " |")
+    """A Markdown table: a row per result, and each model's means."""
+    lines = ["| model | photo | style | " + " | ".join(title for _, title in COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(COLUMNS)]
+    for model in dict.fromkeys(row["model"] for row in rows):
+        own = [row for row in rows if row["model"] == model]
+        name = Path(model).name
+        for row in own:
+            lines.append(f"| {name} | {row['photo']} | {row['style']} | "
+                         + " | ".join(f"{row[k]:.3f}" for k, _ in COLUMNS) + " |")
+        means = {k: float(np.mean([row[k] for row in own])) for k, _ in COLUMNS}
+        lines.append(f"| **{name}** | **mean** | | " + " | ".join(f"**{means[k]:.3f}**" for k, _ in COLUMNS) + " |")
     return "\n".join(lines)
 
 

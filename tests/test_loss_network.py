@@ -117,8 +117,8 @@ def test_style_metrics_measures_every_photo_in_every_style(tmp_path, capsys):
                         "--photos", str(photos), "--max-size", "32", "--json", str(record)])
     table = capsys.readouterr().out
     for i in range(2):
-        assert f"| photo{i}.jpg | style0.png |" in table and f"| photo{i}.jpg | style1.png |" in table
-    assert "**mean**" in table
+        assert f"| m0.pth | photo{i}.jpg | style0.png |" in table and f"| m1.pth | photo{i}.jpg | style1.png |" in table
+    assert "| **m0.pth** | **mean** |" in table and "| **m1.pth** | **mean** |" in table
     rows = json.loads(record.read_text())["rows"]
     assert len(rows) == 4 and all(0 <= row["hist_result"] <= 1 for row in rows)
     assert json.loads(record.read_text())["command"].startswith("python benchmarks/style_metrics.py --models ")
@@ -135,7 +135,7 @@ def test_style_metrics_measures_a_conditional_model_in_each_of_its_styles(tmp_pa
     style_metrics.main(["--models", str(model), "--photos", str(photos), "--max-size", "32", "--keep",
                         str(tmp_path / "kept"), "--json", str(record)])
     table = capsys.readouterr().out
-    assert "| photo.jpg | style0.png |" in table and "| photo.jpg | style1.png |" in table
+    assert "| both.pth | photo.jpg | style0.png |" in table and "| both.pth | photo.jpg | style1.png |" in table
     rows = json.loads(record.read_text())["rows"]
     assert [row["style_index"] for row in rows] == [0, 1]
     # each style's image compared with that style's rendering: the two renderings differ
