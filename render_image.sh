@@ -3,14 +3,18 @@
 # overridden from the environment; relative paths are relative to this folder, e.g.
 #   MODEL=models/mosaic.pth CONTENT="$HOME/My Photos/beach.jpg" OUTPUT="$HOME/beach styled.jpg" bash render_image.sh
 #   CONTENT=images/content-images OUTPUT=output/all-photos bash render_image.sh     # a whole folder
-#   MODEL=models/styles.pth STYLE_MIX=0.3,0.7 bash render_image.sh                 # a conditional model's mix
+#   STYLE_MIX=0.3,0.7 bash render_image.sh                                         # another mix of the two styles
+#   STYLE=brush-strokes bash render_image.sh                                       # one style of the conditional model
 # Extra arguments go to render_image.py, e.g. --preserve-color --strength 0.8 --max-size 1024.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-MODEL="${MODEL:-models/blend.pth}"                          # from train.py, the PyTorch example or the original repo
+# The default model, models/all-styles.pth, carries both bundled styles; without MODEL, STYLE or STYLE_MIX
+# it renders their even mix.
+if [ -z "${MODEL:-}${STYLE:-}${STYLE_MIX:-}" ]; then STYLE_MIX=0.5,0.5; fi
+MODEL="${MODEL:-models/all-styles.pth}"                     # from train.py, the PyTorch example or the original repo
 CONTENT="${CONTENT:-images/content-images/coffee.jpg}"      # an image or a folder of images
-OUTPUT="${OUTPUT:-output/coffee-blend.jpg}"                 # an image (extension = format) or a folder
+OUTPUT="${OUTPUT:-output/coffee-styled.jpg}"                # an image (extension = format) or a folder
 DEVICE="${DEVICE:-auto}"                                    # auto, cpu, cuda or mps
 PRECISION="${PRECISION:-auto}"                              # auto, fp32, bf16 or fp16
 STYLE="${STYLE:-}"                                          # conditional models: a style's name or number

@@ -2,14 +2,17 @@
 # Stylise a video, keeping its frame rate and its sound. Every variable below can be overridden from
 # the environment; relative paths are relative to this folder, e.g.
 #   MODEL=models/mosaic.pth INPUT="$HOME/Videos/my clip.mov" SAVE_NAME="$HOME/Videos/my clip styled.mp4" bash render_video.sh
-#   MODEL=models/styles.pth STYLE_SCHEDULE="0:1,0;4:0,1" bash render_video.sh     # morph between two styles
+#   STYLE_SCHEDULE="0:1,0;4:0,1" bash render_video.sh                               # morph between the two styles
 # Extra arguments go to render_video.py, e.g. --resize 0.5 --no-audio --preserve-color --crf 23.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-MODEL="${MODEL:-models/blend.pth}"                          # from train.py, the PyTorch example or the original repo
+# The default model, models/all-styles.pth, carries both bundled styles; without MODEL, STYLE, STYLE_MIX or
+# STYLE_SCHEDULE it renders their even mix.
+if [ -z "${MODEL:-}${STYLE:-}${STYLE_MIX:-}${STYLE_SCHEDULE:-}" ]; then STYLE_MIX=0.5,0.5; fi
+MODEL="${MODEL:-models/all-styles.pth}"                     # from train.py, the PyTorch example or the original repo
 INPUT="${INPUT:-images/demo-clip.mp4}"                      # any video OpenCV reads
-SAVE_NAME="${SAVE_NAME:-output/demo-clip-blend.mp4}"        # .mp4, .m4v, .mov, .mkv or .avi
+SAVE_NAME="${SAVE_NAME:-output/demo-clip-styled.mp4}"       # .mp4, .m4v, .mov, .mkv or .avi
 RESIZE="${RESIZE:-1.0}"                                     # output scale: 0.5 halves width and height
 BATCH_SIZE="${BATCH_SIZE:-}"                                # frames stylised at once (empty: 4 on CUDA, 1 on the CPU)
 DEVICE="${DEVICE:-auto}"                                    # auto, cpu, cuda or mps

@@ -16,7 +16,7 @@ import render_image
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
-REQUIRED = ["stained-glass.pth", "brush-strokes.pth", "blend.pth", "distilled.pth"]
+REQUIRED = ["all-styles.pth", "stained-glass.pth", "brush-strokes.pth", "blend.pth", "distilled.pth"]
 SHIPPED = sorted(MODELS.rglob("*.pth"))
 PHOTO = ROOT / "images/content-images/coffee.jpg"
 
@@ -28,7 +28,8 @@ def pixels(path: Path) -> np.ndarray:
 
 def test_every_demo_model_is_shipped_compactly():
     assert {p.name for p in SHIPPED} >= set(REQUIRED)
-    assert sum(p.stat().st_size for p in SHIPPED) < 21 * 1024 * 1024  # fp16 tensors: 3.4 MB each
+    assert len(SHIPPED) <= len(REQUIRED)  # one conditional model instead of a model per blend weight
+    assert sum(p.stat().st_size for p in SHIPPED) < 18 * 1024 * 1024  # fp16 tensors: 3.4 MB each
 
 
 @pytest.mark.parametrize("name", REQUIRED)
@@ -68,7 +69,8 @@ def test_render_image_sh_without_arguments_works_in_a_fresh_copy(tmp_path):
         if (ROOT / name).is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, clone / name)
-    for needed in ["render_image.sh", "render_image.py", "models/blend.pth", "images/content-images/coffee.jpg"]:
+    for needed in ["render_image.sh", "render_image.py", "models/all-styles.pth",
+                   "images/content-images/coffee.jpg"]:
         if not (clone / needed).exists():  # not committed yet: take it from the working tree
             (clone / needed).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / needed, clone / needed)
@@ -76,9 +78,17 @@ def test_render_image_sh_without_arguments_works_in_a_fresh_copy(tmp_path):
     result = subprocess.run(["bash", "render_image.sh"], cwd=clone, env=environment, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    output = clone / "output/coffee-blend.jpg"
+    output = clone / "output/coffee-styled.jpg"
     assert str(output.relative_to(clone)) in result.stdout + result.stderr  # says where the result is
     assert pixels(output).shape == pixels(PHOTO).shape
+    # the even mix of the conditional model's two styles, not either style alone
+    styles = {}
+    for index in range(2):
+        render_image.main(["--content-path", str(PHOTO), "--model-path", str(MODELS / "all-styles.pth"),
+                           "--output-path", str(tmp_path / f"style{index}.png"), "--style", str(index)])
+        styles[index] = pixels(tmp_path / f"style{index}.png")
+    mixed = pixels(output)
+    assert all(np.abs(mixed - style).mean() > 5 for style in styles.values())
 
 
 @pytest.mark.slow
@@ -86,7 +96,7 @@ def test_the_readme_figures_are_what_make_figures_regenerates(tmp_path):
     make_figures.main(["--output-dir", str(tmp_path)])
     committed = sorted((ROOT / "images/figures").glob("*.jpg"))
     assert {p.name for p in committed} == {p.name for p in tmp_path.glob("*.jpg")} >= {
-        "gallery.jpg", "methods.jpg", "interpolation.jpg"}
+        "gallery.jpg", "methods.jpg", "interpolation.jpg", "temporal.jpg"}
     readme = (ROOT / "README.md").read_text()
     for path in committed:
         assert f"images/figures/{path.name}" in readme
