@@ -5,8 +5,9 @@
 # Training comparison: the bundled models/brush-strokes.pth is distilled into a copy of itself with
 # --temporal-weight (and --pixel-weight, so that it stays close to the original in pixels as well). Without
 # --temporal-weight that run would change nothing (the student starts equal to its teacher: zero loss, zero
-# gradients), so the original is the model "without". Random VGG16, the bundled photos' crops at 128 pixels,
-# seed 0, into data/flicker-models/ (git-ignored); an existing model is reused.
+# gradients), so the original is the model "without". The offline loss network (as the bundled model was
+# trained), the bundled photos' crops at 128 pixels, seed 0, into data/flicker-models/ (git-ignored); an
+# existing model is reused.
 # Settings overridable from the environment: STEPS, WEIGHT, PIXEL_WEIGHT, FRAMES, WIDTH, REPEATS, JSON (the
 # records' name without .json).
 set -euo pipefail
@@ -19,7 +20,7 @@ if [ ! -d data/demo-crops ]; then "$PYTHON" tools/make_demo_data.py --output dat
 if [ ! -f "$MODELS/steadier.pth" ]; then
     "$PYTHON" distillation.py --datapath data/demo-crops --teachers "$ORIGINAL" --init-from "$ORIGINAL" \
         --temporal-weight "${WEIGHT:-1}" --pixel-weight "${PIXEL_WEIGHT:-1}" --image-size 128 \
-        --max-steps "${STEPS:-150}" --epochs 100000 --seed 0 --vgg-weights random --log-interval 10 \
+        --max-steps "${STEPS:-150}" --epochs 100000 --seed 0 --vgg-weights offline --log-interval 10 \
         --log-dir "$MODELS/logs" --checkpoint-dir "$MODELS/checkpoints" --save-dir "$MODELS" --savename steadier.pth
 fi
 

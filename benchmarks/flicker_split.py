@@ -1,0 +1,99 @@
+"""Where the flicker that --temporal leaves is: a clip's warping error split by what the blender did.
+
+    python benchmarks/flicker_split.py /tmp/footage/vtest.avi --model models/brush-strokes.pth
+    python benchmarks/flicker_split.py images/demo-clip.mp4 --render-preset medium
+
+Renders the first --frames frames of CLIP at --width, frame by frame and with render_video.py --temporal's
+blending (in memory, no video encoding), and prints for both: the warping error (as evaluate_video.py
+measures it: DIS medium on the source, occluded pixels left out), each frame pair's error, and the error
+split into the pixels the blender found reliable (reliability > 0.5, blended) and the rest (kept fresh).
+--render-preset and --tolerance try other settings of the blender's flow and photometric check than
+temporal.py's; the README's "Video without flicker" section quotes this script's output.
+"""
+
+import itertools
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository root
+sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
+
+import model_files
+import rendering
+import temporal
+import utils
+import video_io
+
+
+def to_frames(video: torch.Tensor) -> np.ndarray:
+    return video.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def split_errors(video: np.ndarray, measured: list, blended: list) -> tuple[float, float, float]:
+    """Warping error over the reliable pixels, over the others, and the others' share of the visible pixels."""
+    sums, counts = np.zeros(2), np.zeros(2)
+    for i in range(1, len(video)):
+        visible = ~measured[i].occluded
+        warped = temporal.warp(video[i - 1].astype(np.float32) / 255, measured[i].backward)
+        squared = 1000 * ((video[i].astype(np.float32) / 255 - warped) ** 2).mean(axis=-1)
+        reliable = blended[i].reliability > 0.5
+        for k, part in enumerate((visible & reliable, visible & ~reliable)):
+            sums[k] += squared[part].sum()
+            counts[k] += part.sum()
+    means = sums / np.maximum(counts, 1)
+    return float(means[0]), float(means[1]), float(counts[1] / counts.sum())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = utils.ArgumentParser(description=__doc__)
+    parser.add_argument("clip", metavar="CLIP", help="the video to measure on")
+    parser.add_argument("--model", default="models/brush-strokes.pth", help="(default: %(default)s)")
+    parser.add_argument("--frames", type=utils.positive_int, default=48, help="(default: %(default)s)")
+    parser.add_argument("--width", type=utils.positive_int, default=480,
+                        help="frames scaled to this width, the height keeping the aspect ratio (default: %(default)s)")
+    parser.add_argument("--render-preset", default=temporal.RENDER_FLOW[1], choices=list(temporal.DIS_PRESETS),
+                        help="DIS preset of the blender's flow (default: %(default)s, as render_video.py)")
+    parser.add_argument("--tolerance", default=",".join(f"{t:g}" for t in temporal.PHOTO_TOLERANCE), metavar="LOW,HIGH",
+                        help="the photometric check's tolerance, 0-255 (default: %(default)s, as render_video.py)")
+    args = parser.parse_args(argv)
+    clip = utils.require_file(args.clip, "CLIP")
+    temporal.PHOTO_TOLERANCE = tuple(float(t) for t in args.tolerance.split(","))
+    capture = cv2.VideoCapture(str(clip))
+    width, height = capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    capture.release()
+    if not width:
+        raise utils.UserError(f"CLIP: {clip} is not a video OpenCV can read")
+    size = args.width, round(height * args.width / width / 2) * 2
+    reader = video_io.FrameReader(clip, size)
+    try:
+        frames = list(itertools.islice(reader, args.frames))
+    finally:
+        reader.close()
+    render_flow = temporal.FlowEstimator("dis", args.render_preset, max_side=temporal.RENDER_FLOW_SIDE)
+    measure_flow = temporal.FlowEstimator("dis", "medium")  # as evaluate_video.py
+    blending = [None] + [temporal.estimate_motion(a, b, render_flow) for a, b in itertools.pairwise(frames)]
+    measured = [None] + [temporal.estimate_motion(a, b, measure_flow) for a, b in itertools.pairwise(frames)]
+    model = model_files.load_transformer(utils.require_file(args.model, "--model"))
+    batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+    per_frame = torch.cat([rendering.stylize(model, part) for part in batch.split(8)])
+    blended = temporal.TemporalBlender()(per_frame, blending)
+    print(f"{clip.name}: {len(frames)} frames at {size[0]}x{size[1]}, model {args.model}, blender flow DIS "
+          f"{args.render_preset}, tolerance {args.tolerance}; scene cuts at pairs "
+          f"{[i for i, m in enumerate(blending) if m is not None and m.cut]}")
+    for name, video in (("per-frame", per_frame), ("--temporal", blended)):
+        video = to_frames(video)
+        metric = temporal.WarpingError()
+        for i in range(1, len(video)):
+            metric.add(video[i - 1], video[i], measured[i])
+        reliable, rest, share = split_errors(video, measured, blending)
+        print(f"{name:>10}: warping error {metric.value:.4f} | reliable pixels {reliable:.4f} | the other "
+              f"{100 * share:.1f}% {rest:.4f}")
+        print(f"{'':>10}  per pair: {' '.join(f'{e:.2f}' for e in metric.pair_errors)}")
+
+
+if __name__ == "__main__":
+    utils.run_main(main)
