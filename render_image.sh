@@ -9,9 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# The default model, models/all-styles.pth, carries both bundled styles; without MODEL, STYLE or STYLE_MIX
-# it renders their even mix.
-if [ -z "${MODEL:-}${STYLE:-}${STYLE_MIX:-}" ]; then STYLE_MIX=0.5,0.5; fi
 MODEL="${MODEL:-models/all-styles.pth}"                     # from train.py, the PyTorch example or the original repo
 CONTENT="${CONTENT:-images/content-images/coffee.jpg}"      # an image or a folder of images
 OUTPUT="${OUTPUT:-output/coffee-styled.jpg}"                # an image (extension = format) or a folder
@@ -19,6 +16,17 @@ DEVICE="${DEVICE:-auto}"                                    # auto, cpu, cuda or
 PRECISION="${PRECISION:-auto}"                              # auto, fp32, bf16 or fp16
 STYLE="${STYLE:-}"                                          # conditional models: a style's name or number
 STYLE_MIX="${STYLE_MIX:-}"                                  # conditional models: one weight per style, e.g. 0.3,0.7
+
+# The default model, models/all-styles.pth, carries both bundled styles: unless a style, a mix or another
+# model is chosen (here or among the extra arguments), it renders their even mix.
+even_mix() {
+    [ "$MODEL" = models/all-styles.pth ] && [ -z "${STYLE}${STYLE_MIX}" ] || return 1
+    local arg
+    for arg in "$@"; do
+        case "$arg" in --style|--style=*|--style-mix|--style-mix=*|--model-path|--model-path=*|--model|--model=*|--list-styles) return 1 ;; esac
+    done
+}
+if even_mix "$@"; then STYLE_MIX=0.5,0.5; fi
 
 if [ ! -f "$MODEL" ]; then
     echo "error: no model at $MODEL: train one with run_training.sh, or set MODEL=path/to/model.pth" >&2

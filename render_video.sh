@@ -7,9 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# The default model, models/all-styles.pth, carries both bundled styles; without MODEL, STYLE, STYLE_MIX or
-# STYLE_SCHEDULE it renders their even mix.
-if [ -z "${MODEL:-}${STYLE:-}${STYLE_MIX:-}${STYLE_SCHEDULE:-}" ]; then STYLE_MIX=0.5,0.5; fi
 MODEL="${MODEL:-models/all-styles.pth}"                     # from train.py, the PyTorch example or the original repo
 INPUT="${INPUT:-images/demo-clip.mp4}"                      # any video OpenCV reads
 SAVE_NAME="${SAVE_NAME:-output/demo-clip-styled.mp4}"       # .mp4, .m4v, .mov, .mkv or .avi
@@ -20,6 +17,17 @@ PRECISION="${PRECISION:-auto}"                              # auto, fp32, bf16 o
 STYLE="${STYLE:-}"                                          # conditional models: a style's name or number
 STYLE_MIX="${STYLE_MIX:-}"                                  # conditional models: one weight per style, e.g. 0.3,0.7
 STYLE_SCHEDULE="${STYLE_SCHEDULE:-}"                        # conditional models: mixes over time, "T:W1,W2;T:W1,W2"
+
+# The default model, models/all-styles.pth, carries both bundled styles: unless a style, a mix or another
+# model is chosen (here or among the extra arguments), it renders their even mix.
+even_mix() {
+    [ "$MODEL" = models/all-styles.pth ] && [ -z "${STYLE}${STYLE_MIX}${STYLE_SCHEDULE}" ] || return 1
+    local arg
+    for arg in "$@"; do
+        case "$arg" in --style|--style=*|--style-mix|--style-mix=*|--style-schedule|--style-schedule=*|--model|--model=*|--list-styles) return 1 ;; esac
+    done
+}
+if even_mix "$@"; then STYLE_MIX=0.5,0.5; fi
 
 if [ ! -f "$MODEL" ]; then
     echo "error: no model at $MODEL: train one with run_training.sh, or set MODEL=path/to/model.pth" >&2

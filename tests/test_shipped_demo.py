@@ -17,7 +17,16 @@ import render_image
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 REQUIRED = ["all-styles.pth", "stained-glass.pth", "brush-strokes.pth", "blend.pth", "distilled.pth"]
-SHIPPED = sorted(MODELS.rglob("*.pth"))
+
+
+def shipped_models() -> list[Path]:
+    """The models the repository ships: those git tracks (a user's own models in models/ are not shipped)."""
+    listed = subprocess.run(["git", "ls-files", "models"], cwd=ROOT, capture_output=True, text=True)
+    tracked = [ROOT / name for name in listed.stdout.split() if name.endswith(".pth")] if listed.returncode == 0 else []
+    return sorted(tracked) or sorted(MODELS.rglob("*.pth"))
+
+
+SHIPPED = shipped_models()
 PHOTO = ROOT / "images/content-images/coffee.jpg"
 
 

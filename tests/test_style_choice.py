@@ -222,3 +222,26 @@ def test_the_interpolation_strip_can_be_drawn_from_one_conditional_model(tmp_pat
     with pytest.raises(make_figures.utils.UserError, match="--interpolation-model: .* has 1 style"):
         make_figures.main(["--output-dir", str(tmp_path / "figures"), "--interpolation-model", str(models["plain"])])
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_render_image_sh_mixes_the_bundled_model_only_when_nothing_else_is_chosen(tmp_path, models, photo):
+    if not (Path(sys.prefix) / ".requirements.sha256").exists():
+        pytest.skip("not running inside a venv made by setup_env.sh")
+
+    def run_script(name: str, *arguments: str) -> np.ndarray:
+        environment = {**os.environ, "VENV_DIR": sys.prefix, "CONTENT": str(photo),
+                       "OUTPUT": str(tmp_path / f"{name}.png"), "DEVICE": "cpu", "PRECISION": "fp32"}
+        environment.pop("MODEL", None)
+        result = subprocess.run(["bash", str(ROOT / "render_image.sh"), *arguments], env=environment,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        with Image.open(tmp_path / f"{name}.png") as image:
+            return np.asarray(image, np.float64)
+
+    bundled = ROOT / "models/all-styles.pth"
+    assert np.array_equal(run_script("default"), rendered(tmp_path, bundled, photo, "--style-mix", "0.5,0.5"))
+    # a style among the extra arguments, or another model, is not mixed with the default's even mix
+    assert np.array_equal(run_script("style", "--style", "1"), rendered(tmp_path, bundled, photo, "--style", "1"))
+    plain = run_script("plain", "--model-path", str(models["plain"]))
+    assert np.array_equal(plain, rendered(tmp_path, models["plain"], photo))
