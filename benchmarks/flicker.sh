@@ -9,7 +9,7 @@
 # trained), the bundled photos' crops at 128 pixels, seed 0, into data/flicker-models/ (git-ignored); an
 # existing model is reused.
 # Settings overridable from the environment: STEPS, WEIGHT, PIXEL_WEIGHT, FRAMES, WIDTH, REPEATS, JSON (the
-# records' name without .json).
+# records' name without .json), RESUME=1 (keep the clips the records already hold, measure only the others).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ./setup_env.sh
@@ -25,9 +25,11 @@ if [ ! -f "$MODELS/steadier.pth" ]; then
 fi
 
 if [ $# -gt 0 ]; then
+    resume=()
+    if [ "${RESUME:-0}" = 1 ]; then resume=(--resume); fi
     common=(--frames "${FRAMES:-48}" --width "${WIDTH:-480}" --cross-check farneback)
     "$PYTHON" benchmarks/flicker.py "$@" "${common[@]}" --models "$ORIGINAL,stand-in" --repeats "${REPEATS:-2}" \
-        --json "${JSON:-flicker}.json" --resume
+        --json "${JSON:-flicker}.json" ${resume[@]+"${resume[@]}"}
     "$PYTHON" benchmarks/flicker.py "$@" "${common[@]}" --models "" --trained "$ORIGINAL,$MODELS/steadier.pth" \
-        --json "${JSON:-flicker}-trained.json" --resume
+        --json "${JSON:-flicker}-trained.json" ${resume[@]+"${resume[@]}"}
 fi

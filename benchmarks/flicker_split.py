@@ -45,7 +45,7 @@ def split_errors(video: np.ndarray, measured: list, blended: list) -> tuple[floa
             sums[k] += squared[part].sum()
             counts[k] += part.sum()
     means = sums / np.maximum(counts, 1)
-    return float(means[0]), float(means[1]), float(counts[1] / counts.sum())
+    return float(means[0]), float(means[1]), float(counts[1] / max(counts.sum(), 1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +61,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="the photometric check's tolerance, 0-255 (default: %(default)s, as render_video.py)")
     args = parser.parse_args(argv)
     clip = utils.require_file(args.clip, "CLIP")
-    temporal.PHOTO_TOLERANCE = tuple(float(t) for t in args.tolerance.split(","))
+    try:
+        low, high = (float(t) for t in args.tolerance.split(","))
+    except ValueError:
+        raise utils.UserError(f"--tolerance: two numbers LOW,HIGH, not {args.tolerance}") from None
+    if not 0 <= low < high:
+        raise utils.UserError(f"--tolerance: need 0 <= LOW < HIGH, not {args.tolerance}")
+    temporal.PHOTO_TOLERANCE = low, high
     capture = cv2.VideoCapture(str(clip))
     width, height = capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
     capture.release()

@@ -112,6 +112,9 @@ def styles_of(model: Path) -> list[tuple[int | None, Path]]:
         raise utils.UserError(f"--models: {model} has no provenance ({provenance_file}); name its style with --styles")
     provenance = json.loads(provenance_file.read_text())
     if provenance.get("conditional"):
+        if not provenance.get("styles"):  # distillation.py --conditional names teachers, not style images
+            raise utils.UserError(f"--models: {model}'s provenance names no style images (a distilled model?); "
+                                  "measure its teachers instead")
         styles = [(index, s["path"]) for index, s in enumerate(provenance["styles"])]
     else:
         styles = [(None, s["path"]) for s in provenance.get("styles", []) if s.get("weight")]
@@ -194,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="render_image.py --precision; fp32 gives the same figures on every machine "
                              "(default: %(default)s)")
     parser.add_argument("--keep", default=None, metavar="DIR",
-                        help="keep the rendered results in DIR/<model name>/ (default: a temporary folder)")
+                        help="keep the rendered results in DIR/<model name>/ (DIR/<model name>-style<I>/ for a "
+                             "conditional model's style I; default: a temporary folder)")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="also write every figure, with the command, to this JSON file (default: none)")
     args = parser.parse_args(argv)
@@ -203,6 +207,10 @@ def main(argv: list[str] | None = None) -> None:
         styles = [utils.require_file(p, "--styles") for p in args.styles.split(",") if p]
         if len(styles) != len(models):
             raise utils.UserError(f"--styles: {len(styles)} style images for {len(models)} models")
+        for model in models:
+            if getattr(model_files.load_transformer(model), "style_count", 1) > 1:
+                raise utils.UserError(f"--styles: {model} is a conditional model; its styles come from its "
+                                      "provenance, leave out --styles")
         subjects = [(model, None, style) for model, style in zip(models, styles, strict=True)]
     else:
         subjects = [(model, index, style) for model in models for index, style in styles_of(model)]

@@ -15,8 +15,8 @@ Parts:
   memory    peak RSS at --memory-sizes (each 4x the pixels of the one before) tiled (--memory-tile) and whole,
             and a tiny render for the process's own start-up memory
   cost      wall time per megapixel at --cost-size: whole, and tiled at each --cost-tiles
-  large     --large-sizes with the default settings (which tile them), and whole-image where it fits in the RAM
-            available now
+  large     --large-sizes with the default settings (which tile them), and whole-image where tiling.py's estimate
+            of it is below --whole-share of the RAM available now
 """
 
 import argparse
@@ -46,6 +46,13 @@ PHOTOS = sorted((ROOT / "images/content-images").glob("*.jpg"))
 def size(text: str) -> tuple[int, int]:
     width, _, height = text.partition("x")
     return int(width), int(height)
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+    return value
 
 
 def write_photo(photo: Path, width: int, height: int, path: Path) -> Path:
@@ -152,7 +159,7 @@ def large(args: argparse.Namespace, folder: Path) -> list[dict]:
                "seconds": seconds, "peak_mib": peak}
         needed = tiling.activation_bytes(width * height, precision, device)
         available = tiling.available_ram() if device.type != "cuda" else tiling.memory_budget(device)
-        if needed < tiling.CPU_MEMORY_SHARE * available:  # never risk the machine (it may be shared)
+        if needed < args.whole_share * available:  # never risk the machine (it may be shared)
             row["whole_seconds"], row["whole_peak_mib"] = render(source, folder / "out.jpg", args, "--tile", "0")
             whole = f"whole {row['whole_seconds']:6.1f} s, {row['whole_peak_mib']:6.0f} MiB"
         else:
@@ -184,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cost-tiles", default="1024", help="(default: %(default)s)")
     parser.add_argument("--cost-repeats", type=utils.positive_int, default=1, help="(default: %(default)s)")
     parser.add_argument("--large-sizes", default="7680x4320,12000x8000", help="(default: %(default)s)")
+    parser.add_argument("--whole-share", type=share, default=tiling.CPU_MEMORY_SHARE,
+                        help="large: run the whole-image render too where tiling.py's estimate of it is below this "
+                             "share of the memory available (default: %(default)s, as render_image.py's default)")
     parser.add_argument("--json", default="tiling.json", help="where the numbers go (default: %(default)s)")
     return parser
 
