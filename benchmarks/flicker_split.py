@@ -15,7 +15,6 @@ import itertools
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -68,17 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 <= low < high:
         raise utils.UserError(f"--tolerance: need 0 <= LOW < HIGH, not {args.tolerance}")
     temporal.PHOTO_TOLERANCE = low, high
-    capture = cv2.VideoCapture(str(clip))
-    width, height = capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
-    capture.release()
-    if not width:
-        raise utils.UserError(f"CLIP: {clip} is not a video OpenCV can read")
-    size = args.width, round(height * args.width / width / 2) * 2
+    info = video_io.probe_video(clip, None)  # refuses what OpenCV cannot decode
+    size = args.width, 2 * max(1, round(info.height * args.width / info.width / 2))  # as flicker.py cuts its clips
     reader = video_io.FrameReader(clip, size)
     try:
         frames = list(itertools.islice(reader, args.frames))
     finally:
         reader.close()
+    if len(frames) < 2:
+        raise utils.UserError(f"CLIP: {clip} has {len(frames)} frames OpenCV can read; at least 2 are needed")
     render_flow = temporal.FlowEstimator("dis", args.render_preset, max_side=temporal.RENDER_FLOW_SIDE)
     measure_flow = temporal.FlowEstimator("dis", "medium")  # as evaluate_video.py
     blending = [None] + [temporal.estimate_motion(a, b, render_flow) for a, b in itertools.pairwise(frames)]

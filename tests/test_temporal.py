@@ -290,3 +290,19 @@ def test_a_negative_temporal_weight_is_refused_by_the_flag_parser(tmp_path, data
     result = run_main_in_process(capsys, train.main, *train_args(dataset_dir, tmp_path, style_files[:1],
                                                                  "--temporal-weight", "-1"))
     assert_usage_error(result, "--temporal-weight", "-1")
+
+
+def test_flicker_split_shows_less_flicker_with_blending_and_refuses_bad_input(tmp_path, capsys, panning_clip,
+                                                                              flickery_model):
+    import flicker_split
+
+    result = run_main_in_process(capsys, flicker_split.main, panning_clip, "--model", flickery_model,
+                                 "--frames", "8", "--width", "64")
+    assert result.returncode == 0, result.stderr
+    errors = dict(re.findall(r"^\s*(per-frame|--temporal): warping error ([\d.]+)", result.stdout, re.M))
+    assert float(errors["--temporal"]) < float(errors["per-frame"])
+    assert_clean_failure(run_main_in_process(capsys, flicker_split.main, panning_clip, "--tolerance", "5"),
+                         "--tolerance: two numbers")
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
+    assert_clean_failure(run_main_in_process(capsys, flicker_split.main, not_a_video), "cannot read video")
