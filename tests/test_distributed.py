@@ -33,6 +33,18 @@ utils.run_main(train.main)
 """
 
 
+def two_processes_and_one(tmp_path: Path, style: Path, images: int, steps: int) -> tuple[Path, Path]:
+    """`images` photos, trained in float64 for `steps` steps by 2 processes at batch 2 and by 1 at batch 4: the
+    two runs' folders."""
+    for i in range(images):
+        write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40 + i, seed=i)
+    flags = ("--max-steps", str(steps), "--epochs", "5")
+    two = train_float64(tmp_path, tmp_path / "two", tmp_path / "photos", style, *flags, "--batch-size", "2",
+                        processes=2)
+    one = train_float64(tmp_path, tmp_path / "one", tmp_path / "photos", style, *flags, "--batch-size", "4")
+    return two, one
+
+
 @pytest.mark.slow
 def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, style_files):
     """The issue's check, in float64. In float32 the two runs differ by up to ~1e-3 (one Adam step, lr 1e-3):
@@ -41,19 +53,14 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, style_fi
     Adam's eps, so the runs must agree to 1e-5; two processes that do not synchronise their gradients must
     not. `pytest -s` prints both differences."""
     # 8 photos, global batch 4: two steps an epoch; three steps cross an epoch boundary.
-    for i in range(8):
-        write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40 + i, seed=i)
-    flags = ("--max-steps", "3", "--epochs", "5")
-    two = train_float64(tmp_path, tmp_path / "two", tmp_path / "photos", style_files[0], *flags, "--batch-size", "2",
-                        processes=2)
-    one = train_float64(tmp_path, tmp_path / "one", tmp_path / "photos", style_files[0], *flags, "--batch-size", "4")
+    two, one = two_processes_and_one(tmp_path, style_files[0], images=8, steps=3)
     # The same data in the same order: every step's losses agree to the CSV's 6 digits.
     assert logged_losses(two) == logged_losses(one)
     # The same gradients, so the same weights.
     synced = largest_difference(two, one)
     assert synced < 1e-5
-    broken = train_float64(tmp_path, tmp_path / "broken", tmp_path / "photos", style_files[0], *flags, "--batch-size",
-                           "2", processes=2, broken=True)
+    broken = train_float64(tmp_path, tmp_path / "broken", tmp_path / "photos", style_files[0], "--max-steps", "3",
+                           "--epochs", "5", "--batch-size", "2", processes=2, broken=True)
     unsynced = largest_difference(broken, one)
     print(f"largest weight difference to 1 process: 2 processes {synced:.2g}, without gradient sync {unsynced:.2g}")
     assert unsynced > 1e-3
@@ -68,12 +75,7 @@ def test_a_ragged_last_global_batch_trains_as_one_process_with_the_global_batch(
     """2 processes at batch 2 against 1 at batch 4, on 5 photos (the last global batch of 1 image leaves a process
     without any: it crashed) and 7 (the last global batch of 3 splits 2 and 1: the processes' mean gradients were
     averaged as if equal, so the run silently differed). Two epochs and one step, in float64 (see above)."""
-    for i in range(images):
-        write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40 + i, seed=i)
-    flags = ("--max-steps", "5", "--epochs", "5")
-    two = train_float64(tmp_path, tmp_path / "two", tmp_path / "photos", style_files[0], *flags, "--batch-size", "2",
-                        processes=2)
-    one = train_float64(tmp_path, tmp_path / "one", tmp_path / "photos", style_files[0], *flags, "--batch-size", "4")
+    two, one = two_processes_and_one(tmp_path, style_files[0], images=images, steps=5)
     assert logged_losses(two) == logged_losses(one)
     assert largest_difference(two, one) < 1e-5
 
