@@ -219,3 +219,9 @@ def run_main_in_process(capsys: pytest.CaptureFixture, main, *args: object) -> s
         signal.signal(signal.SIGTERM, previous)
     output = capsys.readouterr()
     return subprocess.CompletedProcess(args, status, output.out, output.err)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random plain model saved once per test module, at a path with a space in it."""
+    return save_random_model(tmp_path_factory.mktemp("model") / "my model.pth")

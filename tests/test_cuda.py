@@ -127,11 +127,6 @@ def test_two_processes_on_one_gpu_equal_one_process_with_twice_the_batch(tmp_pat
     assert json.loads((two / "models/m.json").read_text())["processes"] == 2
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_model(tmp_path_factory.mktemp("model") / "m.pth")
-
-
 def pixels(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image)

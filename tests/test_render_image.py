@@ -15,16 +15,10 @@ from conftest import (
     files_under,
     run_main_in_process,
     run_script,
-    save_random_model,
     write_noise_image,
 )
 from transformer_net import TransformerNet
 from utils import UserError
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_model(tmp_path_factory.mktemp("model") / "my model.pth")
 
 
 def render(model: Path, content: Path, output: Path, *extra: str) -> None:

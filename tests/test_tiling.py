@@ -20,15 +20,9 @@ from conftest import (
     random_model,
     run_main_in_process,
     save_random_conditional_model,
-    save_random_model,
     write_noise_image,
 )
 from transformer_net import TransformerNet
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_model(tmp_path_factory.mktemp("model") / "model.pth")
 
 
 def render(model: Path, content: Path, output: Path, *extra: str) -> np.ndarray:
