@@ -65,10 +65,15 @@ class _WithPerturbedCopy(torch.nn.Module):
         self.network, self.batch, self.perturbed = network, batch, perturbed
         self.outputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, style_mix: torch.Tensor | None = None) -> torch.Tensor:
+        """`style_mix`: a conditional network's style weights, one row for all images or one per image; each
+        perturbed copy is stylised with its own image's row."""
+        extra = () if style_mix is None else (style_mix,)
         if images is not self.batch or self.outputs is not None:
-            return self.network(images)
-        output, perturbed_output = self.network(torch.cat([images, self.perturbed.to(images.dtype)])).chunk(2)
+            return self.network(images, *extra)
+        if style_mix is not None and style_mix.dim() == 2 and len(style_mix) == len(images):
+            extra = (torch.cat([style_mix, style_mix]),)
+        output, perturbed_output = self.network(torch.cat([images, self.perturbed.to(images.dtype)]), *extra).chunk(2)
         self.outputs = output, perturbed_output
         return output
 

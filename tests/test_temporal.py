@@ -267,19 +267,37 @@ def test_the_stability_loss_is_zero_for_a_steady_network_and_large_for_a_flicker
     assert temporal_loss.with_stability_loss(plain, 0.0) is plain
 
 
+def test_the_perturbed_copy_of_each_image_is_stylised_in_that_images_style():
+    images = torch.from_numpy(np.stack([scene(9, 32, 32), scene(10, 32, 32)])).permute(0, 3, 1, 2).float()
+    mix = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # a conditional training step: one style row per image
+    seen = []
+
+    def network(batch: torch.Tensor, style_mix: torch.Tensor) -> torch.Tensor:
+        seen.append(style_mix)
+        return batch * style_mix[:, :1, None, None]
+
+    losses = temporal_loss.with_stability_loss(lambda net, batch, step: {"total": net(batch, mix).mean()}, 1.0)
+    losses(network, images, 0)
+    assert len(seen) == 1 and torch.equal(seen[0], torch.cat([mix, mix]))
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
 @pytest.mark.parametrize("script", ["train.py", "distillation.py"])
-def test_temporal_weight_trains_with_the_stability_loss_in_both_trainers(tmp_path, dataset_dir, style_files, script):
+def test_temporal_weight_trains_with_the_stability_loss_in_both_trainers(tmp_path, dataset_dir, style_files, script,
+                                                                         conditional):
     out = tmp_path / "out"
+    styles = 2 if conditional else 1
+    extra = ["--conditional"] if conditional else []
     if script == "train.py":
-        train.main(train_args(dataset_dir, out, style_files[:1], "--max-steps", "2", "--savename", "m.pth",
-                              "--temporal-weight", "5"))
+        train.main(train_args(dataset_dir, out, style_files[:styles], "--max-steps", "2", "--savename", "m.pth",
+                              "--temporal-weight", "5", *extra))
     else:
-        teacher = save_random_model(tmp_path / "teacher.pth")
-        distillation.main(["--datapath", str(dataset_dir), "--teachers", str(teacher), "--vgg-weights", "random",
-                           "--image-size", "32", "--batch-size", "2", "--device", "cpu", "--max-steps", "2",
-                           "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"), "--checkpoint-dir",
-                           str(out / "checkpoints"), "--log-interval", "1", "--savename", "m.pth",
-                           "--temporal-weight", "5"])
+        teachers = [save_random_model(tmp_path / f"teacher{i}.pth", seed=i) for i in range(styles)]
+        distillation.main(["--datapath", str(dataset_dir), "--teachers", ",".join(map(str, teachers)),
+                           "--vgg-weights", "random", "--image-size", "32", "--batch-size", "2", "--device", "cpu",
+                           "--max-steps", "2", "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
+                           "--checkpoint-dir", str(out / "checkpoints"), "--log-interval", "1", "--savename", "m.pth",
+                           "--temporal-weight", "5", *extra])
     with open(out / "logs" / "m.csv") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 2 and all(float(row["stability"]) > 0 for row in rows)
