@@ -43,7 +43,9 @@ def evaluate(source: Path, stylised: Path, flow: temporal.FlowEstimator) -> dict
         raise utils.UserError(f"{stylised} is {size[0]}x{size[1]} but {source} is {source_info.width}x"
                               f"{source_info.height}: not the same picture (the aspect ratios differ)")
     metric = temporal.WarpingError()
-    source_frames = video_io.FrameReader(source, size, queue_size=4)
+    # At a constant rate, each frame placed by its timestamp, as render_video.py reads it: a variable-frame-rate
+    # source then lines up frame for frame with its stylisation.
+    source_frames = video_io.FrameReader(source, size, queue_size=4, fps=source_info.fps)
     styled_frames = video_io.FrameReader(stylised, size, queue_size=4)
     pairs = temporal.with_motion(source_frames, flow, workers=2, ahead=4)
     styled_iter = iter(styled_frames)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+import evaluate_video
 import render_video
 import rendering
+import temporal
 import video_io
 from conftest import assert_clean_failure, assert_usage_error, files_under, run_main_in_process, run_script
 from transformer_net import TransformerNet
@@ -364,6 +366,27 @@ def test_a_variable_frame_rate_video_keeps_picture_and_sound_in_sync(workdir, tm
         n = min(range(45), key=lambda i: np.abs(shown_from[i][1] - frame).mean())  # the source frame it shows
         now = k / rate
         assert starts[n] - 0.5 / rate <= now < starts[n + 1] + 0.5 / rate, (k, n, now, starts[n])
+
+
+def test_the_warping_error_of_a_variable_frame_rate_video_compares_the_frames_render_video_placed(workdir,
+                                                                                                  tmp_path):
+    """A moving clip at 30 fps, then 15 fps: render_video.py places its frames at the average rate, so
+    evaluate_video.py must read the source the same way, or each stylised frame meets another frame's motion.
+    At --strength 0 the output is the source itself, so its warping error is the source's own (small)."""
+    clip = tmp_path / "variable.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=30", "-t", "2",
+                    "-vf", r"select='lt(n\,30)+not(mod(n\,2))'", "-fps_mode", "vfr", "-c:v", "libx264", "-crf", "12",
+                    "-pix_fmt", "yuv420p", "-y", str(clip)], check=True, stdin=subprocess.DEVNULL)
+    render(workdir, tmp_path / "out.mp4", "--strength", "0", "--no-temporal", "--crf", "12", clip=clip)
+    constant = tmp_path / "constant.mp4"  # the same moving picture at a constant 30 fps, rendered alike
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=30", "-t", "2",
+                    "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-y", str(constant)], check=True,
+                   stdin=subprocess.DEVNULL)
+    render(workdir, tmp_path / "constant-out.mp4", "--strength", "0", "--no-temporal", "--crf", "12", clip=constant)
+    flow = temporal.FlowEstimator("dis")
+    variable = evaluate_video.evaluate(clip, tmp_path / "out.mp4", flow)["warping_error"]
+    steady = evaluate_video.evaluate(constant, tmp_path / "constant-out.mp4", flow)["warping_error"]
+    assert variable < 2 * steady + 0.5, (variable, steady)
 
 
 def test_a_constant_rate_keeps_every_frame_and_a_variable_one_is_placed_by_its_timestamps():
