@@ -19,6 +19,7 @@ Everything is measured on the *source* frames, whose motion is real; the stylise
 """
 
 import collections
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -152,27 +153,31 @@ class Motion:
     cut: bool  # too few reliable pixels: a scene cut (or motion too fast to follow); reliability is all 0
 
 
-def estimate_motion(previous: np.ndarray, current: np.ndarray, flow: FlowEstimator) -> Motion:
+def estimate_motion(previous: np.ndarray, current: np.ndarray, flow: FlowEstimator,
+                    tolerance: tuple[float, float] = PHOTO_TOLERANCE) -> Motion:
     """The Motion from RGB uint8 source frame `previous` to `current`. With flow.max_side, it is estimated on
-    frames shrunk to that longer side and then scaled up."""
+    frames shrunk to that longer side and then scaled up. `tolerance`: the photometric check's (see
+    PHOTO_TOLERANCE)."""
     height, width = current.shape[:2]
     if not flow.max_side or max(height, width) <= flow.max_side:
-        return _motion(previous, current, flow)
+        return _motion(previous, current, flow, tolerance)
     scale = flow.max_side / max(height, width)
     size = max(1, round(width * scale)), max(1, round(height * scale))
-    small = _motion(*(cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in (previous, current)), flow)
+    small = _motion(*(cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in (previous, current)), flow,
+                    tolerance)
     stretch = np.float32([width / size[0], height / size[1]])
     return Motion(cv2.resize(small.backward, (width, height), interpolation=cv2.INTER_LINEAR) * stretch,
                   cv2.resize(small.occluded.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0,
                   cv2.resize(small.reliability, (width, height), interpolation=cv2.INTER_LINEAR), small.cut)
 
 
-def _motion(previous: np.ndarray, current: np.ndarray, flow: FlowEstimator) -> Motion:
+def _motion(previous: np.ndarray, current: np.ndarray, flow: FlowEstimator,
+            tolerance: tuple[float, float]) -> Motion:
     backward = flow(current, previous)
     occluded = occlusion_mask(flow(previous, current), backward)
     # The warped previous source frame must also look like the current one (catches flow errors, lighting).
     difference = cv2.transform(cv2.absdiff(warp(previous, backward), current), np.full((1, 3), 1 / 3))
-    low, high = PHOTO_TOLERANCE
+    low, high = tolerance
     reliability = np.clip((high - difference.astype(np.float32)) / (high - low), 0, 1)
     reliability[occluded] = 0
     # A little softer at the edges of what is reliable, so that no seam shows where blending stops.
@@ -212,6 +217,20 @@ def flow_workers(device: torch.device) -> int:
     """Threads for the flow while rendering: on the CPU one, as the network needs the cores; beside a GPU,
     enough to keep up with it."""
     return 1 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 2))
+
+
+def motions_of(frames: list[np.ndarray], flow: FlowEstimator,
+               tolerance: tuple[float, float] = PHOTO_TOLERANCE) -> list[Motion | None]:
+    """The Motion into each of a short list of frames held in memory (None for the first); with_motion() streams."""
+    return [None] + [estimate_motion(a, b, flow, tolerance) for a, b in itertools.pairwise(frames)]
+
+
+def warping_error_of(video: np.ndarray, motions: list[Motion | None]) -> "WarpingError":
+    """The WarpingError of NxHxWx3 uint8 stylised frames along the source's motions_of()."""
+    metric = WarpingError()
+    for i in range(1, len(video)):
+        metric.add(video[i - 1], video[i], motions[i])
+    return metric
 
 
 class WarpingError:

@@ -26,6 +26,7 @@ MAX_ZOOM = 0.05  # relative
 MAX_ROTATION = math.radians(2)
 NOISE = 4.0  # standard deviation in 0-255 units
 
+# compute_losses(network, batch, step) -> named losses with a "total": what training.fit runs each step
 LossFunction = Callable[[torch.nn.Module, torch.Tensor, int], dict[str, torch.Tensor]]
 
 

@@ -7,7 +7,7 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 import training_checkpoint
 from model_files import machine_description, save_model
-from temporal_loss import add_temporal_weight_arg, with_stability_loss
+from temporal_loss import LossFunction, add_temporal_weight_arg, with_stability_loss
 from training_data import EpochBatchSampler, ImageFolderDataset
 from training_log import CsvLog, plot_losses
 from utils import (
@@ -121,9 +121,6 @@ def training_device(name: str) -> torch.device:
 
 def _rank_and_world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-LossFunction = Callable[[torch.nn.Module, torch.Tensor, int], dict[str, torch.Tensor]]
 
 
 def fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFolderDataset,

@@ -8,7 +8,7 @@ blending (in memory, no video encoding), and prints for both: the warping error 
 measures it: DIS medium on the source, occluded pixels left out), each frame pair's error, and the error
 split into the pixels the blender found reliable (reliability > 0.5, blended) and the rest (kept fresh).
 --render-preset and --tolerance try other settings of the blender's flow and photometric check than
-temporal.py's; the README's "Video without flicker" section quotes this script's output.
+render_video.py's; the README's "Video without flicker" section quotes this script's output.
 """
 
 import itertools
@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> None:
         raise utils.UserError(f"--tolerance: two numbers LOW,HIGH, not {args.tolerance}") from None
     if not 0 <= low < high:
         raise utils.UserError(f"--tolerance: need 0 <= LOW < HIGH, not {args.tolerance}")
-    temporal.PHOTO_TOLERANCE = low, high
     info = video_io.probe_video(clip, None)  # refuses what OpenCV cannot decode
     size = args.width, 2 * max(1, round(info.height * args.width / info.width / 2))  # as flicker.py cuts its clips
     reader = video_io.FrameReader(clip, size)
@@ -78,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         raise utils.UserError(f"CLIP: {clip} has {len(frames)} frames OpenCV can read; at least 2 are needed")
     render_flow = temporal.FlowEstimator("dis", args.render_preset, max_side=temporal.RENDER_FLOW_SIDE)
     measure_flow = temporal.FlowEstimator("dis", "medium")  # as evaluate_video.py
-    blending = [None] + [temporal.estimate_motion(a, b, render_flow) for a, b in itertools.pairwise(frames)]
-    measured = [None] + [temporal.estimate_motion(a, b, measure_flow) for a, b in itertools.pairwise(frames)]
+    blending = temporal.motions_of(frames, render_flow, (low, high))
+    measured = temporal.motions_of(frames, measure_flow)
     model = model_files.load_transformer(utils.require_file(args.model, "--model"))
     batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
     per_frame = torch.cat([rendering.stylize(model, part) for part in batch.split(8)])
@@ -89,9 +88,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{[i for i, m in enumerate(blending) if m is not None and m.cut]}")
     for name, video in (("per-frame", per_frame), ("--temporal", blended)):
         video = to_frames(video)
-        metric = temporal.WarpingError()
-        for i in range(1, len(video)):
-            metric.add(video[i - 1], video[i], measured[i])
+        metric = temporal.warping_error_of(video, measured)
         reliable, rest, share = split_errors(video, measured, blending)
         print(f"{name:>10}: warping error {metric.value:.4f} | reliable pixels {reliable:.4f} | the other "
               f"{100 * share:.1f}% {rest:.4f}")

@@ -103,9 +103,7 @@ def flicker_row(model: torch.nn.Module, name: str, frames: list[np.ndarray], ble
     tiles = [tile(Image.fromarray(frames[-1]), "demo clip")]
     for label, video in (("frame by frame", per_frame), ("--temporal", blended)):
         video = video.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-        metric = temporal.WarpingError()
-        for i in range(1, len(video)):
-            metric.add(video[i - 1], video[i], measured[i])
+        metric = temporal.warping_error_of(video, measured)
         warped = temporal.warp(video[-2].astype(np.float32), measured[-1].backward)
         change = np.abs(video[-1] - warped).mean(axis=-1)
         change[measured[-1].occluded] = 0
@@ -125,7 +123,7 @@ def flicker_figure() -> Image.Image:
     motions = {}
     for use, flow in (("blending", temporal.FlowEstimator(*temporal.RENDER_FLOW, max_side=temporal.RENDER_FLOW_SIDE)),
                       ("measured", temporal.FlowEstimator("dis", "medium"))):  # as render_video.py, evaluate_video.py
-        motions[use] = [None] + [temporal.estimate_motion(a, b, flow) for a, b in itertools.pairwise(frames)]
+        motions[use] = temporal.motions_of(frames, flow)
     strokes = model_files.load_transformer(MODELS / "brush-strokes.pth")
     return column([flicker_row(strokes, "brush-strokes.pth", frames, **motions),
                    flicker_row(temporal.flickering_network(), "a flickering network", frames, **motions)])
