@@ -22,12 +22,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import model_files
-import training
-import training_checkpoint
-import training_data
 import utils
-from conditional_net import (
+from style_transfer import model_files, training, training_checkpoint, training_data
+from style_transfer.conditional_net import (
     STYLE_NAMES_HELP,
     ConditionalTransformerNet,
     conditional_state,
@@ -35,7 +32,7 @@ from conditional_net import (
     style_names,
     styles_for_step,
 )
-from loss_network import load_loss_network
+from style_transfer.loss_network import load_loss_network
 from transformer_net import TransformerNet
 
 

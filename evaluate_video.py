@@ -15,9 +15,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-import temporal
 import utils
-import video_io
+from style_transfer import temporal, video_io
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,12 +20,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-import image_io
-import model_files
-import rendering
-import style_choice
-import tiling
 import utils
+from style_transfer import image_io, model_files, rendering, style_choice, tiling
 from transformer_net import TransformerNet
 
 

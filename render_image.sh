@@ -35,6 +35,6 @@ fi
 extra=()
 if [ -n "$STYLE" ]; then extra+=(--style "$STYLE"); fi
 if [ -n "$STYLE_MIX" ]; then extra+=(--style-mix "$STYLE_MIX"); fi
-source ./setup_env.sh
+source ./tools/setup_env.sh
 exec "$PYTHON" render_image.py --content-path "$CONTENT" --model-path "$MODEL" --output-path "$OUTPUT" \
     --device "$DEVICE" --precision "$PRECISION" ${extra[@]+"${extra[@]}"} "$@"

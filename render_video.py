@@ -16,7 +16,7 @@ mix that changes over the clip:
 
 --temporal (the default) takes out flicker: the previous output frame, warped along the optical
 flow of the source (computed in other threads while the network runs), is blended into each new
-one where that flow is reliable; see temporal.py. --no-temporal stylises every frame on its own.
+one where that flow is reliable; see style_transfer/temporal.py. --no-temporal stylises every frame on its own.
 """
 
 import argparse
@@ -28,12 +28,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import model_files
-import rendering
-import style_choice
-import temporal
 import utils
-import video_io
+from style_transfer import model_files, rendering, style_choice, temporal, video_io
 
 Item = TypeVar("Item")
 

@@ -38,6 +38,6 @@ if [ -n "$BATCH_SIZE" ]; then extra+=(--batch-size "$BATCH_SIZE"); fi
 if [ -n "$STYLE" ]; then extra+=(--style "$STYLE"); fi
 if [ -n "$STYLE_MIX" ]; then extra+=(--style-mix "$STYLE_MIX"); fi
 if [ -n "$STYLE_SCHEDULE" ]; then extra+=(--style-schedule "$STYLE_SCHEDULE"); fi
-source ./setup_env.sh
+source ./tools/setup_env.sh
 exec "$PYTHON" render_video.py --input "$INPUT" --model "$MODEL" --save-name "$SAVE_NAME" --resize "$RESIZE" \
     --device "$DEVICE" --precision "$PRECISION" ${extra[@]+"${extra[@]}"} "$@"

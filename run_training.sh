@@ -27,7 +27,7 @@ DEVICE="${DEVICE:-auto}"
 NPROC="${NPROC:-1}"                           # processes (GPUs) on this machine; BATCH_SIZE is per process
 CONDITIONAL="${CONDITIONAL:-0}"               # 1: --conditional, the styles (teachers) chosen or mixed when rendering
 
-source ./setup_env.sh
+source ./tools/setup_env.sh
 
 common=(--datapath "$DATAPATH" --save-dir "$SAVE_DIR" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE"
         --image-size "$IMAGE_SIZE" --vgg-weights "$VGG_WEIGHTS" --device "$DEVICE")

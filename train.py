@@ -13,14 +13,16 @@ from pathlib import Path
 
 import torch
 
-import image_io
-import model_files
-import training
-import training_checkpoint
-import training_data
 import utils
-from conditional_net import STYLE_NAMES_HELP, ConditionalTransformerNet, one_hot, style_names, styles_for_step
-from loss_network import load_loss_network
+from style_transfer import image_io, model_files, training, training_checkpoint, training_data
+from style_transfer.conditional_net import (
+    STYLE_NAMES_HELP,
+    ConditionalTransformerNet,
+    one_hot,
+    style_names,
+    styles_for_step,
+)
+from style_transfer.loss_network import load_loss_network
 from transformer_net import TransformerNet
 from vgg import content_loss, gram_matrix, per_image_style_loss, style_loss, total_variation
 

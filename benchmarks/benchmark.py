@@ -34,13 +34,9 @@ sys.path.insert(0, str(ROOT / "tools"))  # make_demo_data
 
 import make_demo_data
 
-import image_io
-import model_files
-import rendering
 import train
-import training_data
 import utils
-import video_io
+from style_transfer import image_io, model_files, rendering, training_data, video_io
 from transformer_net import TransformerNet
 from vgg import content_loss, gram_matrix, load_vgg16, style_loss
 

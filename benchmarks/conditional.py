@@ -30,14 +30,12 @@ sys.path.insert(0, str(ROOT / "tools"))  # make_demo_data
 
 import make_demo_data
 
-import image_io
-import model_files
-import rendering
 import train
 import utils
 import vgg
 from benchmark import synchronize, timed
-from conditional_net import ConditionalTransformerNet
+from style_transfer import image_io, model_files, rendering
+from style_transfer.conditional_net import ConditionalTransformerNet
 from transformer_net import TransformerNet
 from vgg import content_loss, gram_matrix, style_loss
 

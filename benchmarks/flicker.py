@@ -33,11 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository root
 sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 
 import evaluate_video
-import model_files
 import render_video
-import temporal
 import utils
-import video_io
+from style_transfer import model_files, temporal, video_io
 
 STAND_IN = "stand-in"
 

@@ -12,7 +12,7 @@
 # records' name without .json), RESUME=1 (keep the clips the records already hold, measure only the others).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source ./setup_env.sh
+source ./tools/setup_env.sh
 
 MODELS=data/flicker-models
 ORIGINAL=models/brush-strokes.pth

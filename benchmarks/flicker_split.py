@@ -21,11 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
 sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 
-import model_files
-import rendering
-import temporal
 import utils
-import video_io
+from style_transfer import model_files, rendering, temporal, video_io
 
 
 def to_frames(video: torch.Tensor) -> np.ndarray:

@@ -37,11 +37,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
 sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 
-import image_io
-import loss_network
-import model_files
 import render_image
 import utils
+from style_transfer import image_io, loss_network, model_files
 from vgg import gram_matrix
 
 DIRECTIONS, QUANTILES, SWD_SEED = 256, 512, 0

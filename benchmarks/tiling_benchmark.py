@@ -15,7 +15,7 @@ Parts:
   memory    peak RSS at --memory-sizes (each 4x the pixels of the one before) tiled (--memory-tile) and whole,
             and a tiny render for the process's own start-up memory
   cost      wall time per megapixel at --cost-size: whole, and tiled at each --cost-tiles
-  large     --large-sizes with the default settings (which tile them), and whole-image where tiling.py's estimate
+  large     --large-sizes with the default settings (which tile them), and whole-image where tiling's estimate
             of it is below --whole-share of the RAM available now
 """
 
@@ -34,10 +34,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
 sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 
-import model_files
-import tiling
 import utils
 from benchmark import run_measured
+from style_transfer import model_files, tiling
 
 MODEL = ROOT / "models/blend.pth"
 PHOTOS = sorted((ROOT / "images/content-images").glob("*.jpg"))
@@ -120,7 +119,7 @@ def memory(args: argparse.Namespace, folder: Path) -> dict:
               f"whole {row['whole_peak_mib']:6.0f} MiB = start-up + {row['whole_bytes_per_pixel']:.0f} bytes/pixel")
     precision = args.precision if args.precision != "auto" else "bf16" if utils.cpu_has_fast_bf16() else "fp32"
     estimate = tiling.activation_bytes(1, precision, utils.choose_device(args.device))
-    print(f"  tiling.py's estimate of a whole-image render ({precision}): {estimate} bytes/pixel")
+    print(f"  tiling's estimate of a whole-image render ({precision}): {estimate} bytes/pixel")
     return {"start_up_mib": start_up, "tile": args.memory_tile, "sizes": rows, "estimate_bytes_per_pixel": estimate}
 
 
@@ -192,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cost-repeats", type=utils.positive_int, default=1, help="(default: %(default)s)")
     parser.add_argument("--large-sizes", default="7680x4320,12000x8000", help="(default: %(default)s)")
     parser.add_argument("--whole-share", type=share, default=tiling.CPU_MEMORY_SHARE,
-                        help="large: run the whole-image render too where tiling.py's estimate of it is below this "
+                        help="large: run the whole-image render too where tiling's estimate of it is below this "
                              "share of the memory available (default: %(default)s, as render_image.py's default)")
     parser.add_argument("--json", default="tiling.json", help="where the numbers go (default: %(default)s)")
     return parser

@@ -79,8 +79,8 @@ def save_random_model(path: Path, seed: int = 0, gain: float = 30.0,
 def save_random_conditional_model(path: Path, names: tuple[str, ...] = ("warm", "cold"), seed: int = 0) -> Path:
     """random_model(seed) as a conditional model (model_files.save_model) whose styles clearly differ: style i
     has its own scales and shifts in every norm layer."""
-    from conditional_net import ConditionalTransformerNet, conditional_state
-    from model_files import save_model
+    from style_transfer.conditional_net import ConditionalTransformerNet, conditional_state
+    from style_transfer.model_files import save_model
 
     model = ConditionalTransformerNet(names)
     model.load_state_dict(conditional_state(random_model(seed).state_dict(), len(names)))

@@ -1,4 +1,4 @@
-"""Conditional models (conditional_net.py): one network, N styles, chosen or mixed per call; their files, and
+"""Conditional models (conditional_net): one network, N styles, chosen or mixed per call; their files, and
 making them with train.py --conditional and distillation.py --conditional."""
 
 import copy
@@ -13,13 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import conditional_net
 import distillation
-import image_io
-import model_files
-import rendering
 import train
-from conditional_net import ConditionalTransformerNet, conditional_state, one_hot, styles_for_step
 from conftest import (
     ROOT,
     assert_clean_failure,
@@ -32,6 +27,8 @@ from conftest import (
     train_args,
     write_noise_image,
 )
+from style_transfer import conditional_net, image_io, model_files, rendering
+from style_transfer.conditional_net import ConditionalTransformerNet, conditional_state, one_hot, styles_for_step
 from transformer_net import TransformerNet
 from vgg import gram_matrix, per_image_style_loss, style_loss
 

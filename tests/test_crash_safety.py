@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import model_files
 import train
 from conftest import ROOT, load_state, train_args
+from style_transfer import model_files
 
 STEPS = 40  # at 32 pixels, enough that the run is still going when its first checkpoint (step 2) appears
 

@@ -7,8 +7,6 @@ import pytest
 import torch
 
 import distillation
-import image_io
-import model_files
 import utils
 from conftest import (
     assert_clean_failure,
@@ -19,6 +17,7 @@ from conftest import (
     save_random_model,
     write_noise_image,
 )
+from style_transfer import image_io, model_files
 
 
 @pytest.fixture

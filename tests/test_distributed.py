@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-import model_files
 import train
 from conftest import ROOT, largest_difference, logged_losses, train_args, train_float64, write_noise_image
-from training_data import EpochBatchSampler
+from style_transfer import model_files
+from style_transfer.training_data import EpochBatchSampler
 
 SLOW_CHECKPOINT_TRAIN = """import os, sys, time
 sys.path.insert(0, {root!r})

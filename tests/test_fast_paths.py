@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import benchmark
-import rendering
 import train
 import utils
 from conftest import random_model, write_noise_image
+from style_transfer import rendering
 from transformer_net import TransformerNet
 from vgg import gram_matrix
 

@@ -8,11 +8,10 @@ import torch
 from PIL import Image
 
 import distillation
-import loss_network
-import model_files
 import train
 import vgg
 from conftest import load_state, save_random_conditional_model, save_random_model, train_args, write_noise_image
+from style_transfer import loss_network, model_files
 
 
 @pytest.fixture(scope="module")

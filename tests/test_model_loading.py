@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model_files import load_transformer
+from style_transfer.model_files import load_transformer
 from transformer_net import TransformerNet
 from utils import UserError
 

@@ -11,10 +11,8 @@ import torch
 
 import evaluate_video
 import render_video
-import rendering
-import temporal
-import video_io
 from conftest import assert_clean_failure, assert_usage_error, files_under, run_main_in_process, run_script
+from style_transfer import rendering, temporal, video_io
 from transformer_net import TransformerNet
 from utils import UserError
 

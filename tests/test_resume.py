@@ -9,10 +9,7 @@ import pytest
 import torch
 
 import distillation
-import model_files
 import train
-import training
-import training_checkpoint
 from conftest import (
     assert_clean_failure,
     files_under,
@@ -22,6 +19,7 @@ from conftest import (
     train_args,
     write_noise_image,
 )
+from style_transfer import model_files, training, training_checkpoint
 from transformer_net import TransformerNet
 
 

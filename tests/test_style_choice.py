@@ -1,4 +1,4 @@
-"""Choosing and mixing the styles of a conditional model when rendering (style_choice.py): render_image.py and
+"""Choosing and mixing the styles of a conditional model when rendering: render_image.py and
 render_video.py --style, --style-mix, --list-styles, render_video.py --style-schedule, the shell scripts' STYLE,
 STYLE_MIX and STYLE_SCHEDULE, and the interpolation strip of tools/make_figures.py drawn from one model."""
 
@@ -17,7 +17,6 @@ from PIL import Image
 
 import render_image
 import render_video
-import style_choice
 from conftest import (
     ROOT,
     assert_clean_failure,
@@ -28,6 +27,7 @@ from conftest import (
     save_random_model,
     write_noise_image,
 )
+from style_transfer import style_choice
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,7 @@ import torch
 import distillation
 import evaluate_video
 import render_video
-import temporal
-import temporal_loss
 import train
-import video_io
 from conftest import (
     assert_clean_failure,
     assert_usage_error,
@@ -27,6 +24,7 @@ from conftest import (
     save_random_model,
     train_args,
 )
+from style_transfer import temporal, temporal_loss, video_io
 
 FPS = 12
 

@@ -1,4 +1,4 @@
-"""Tiled rendering (render_image.py --tile, tiling.py): the result of a whole-image render, without seams, at any
+"""Tiled rendering (render_image.py --tile): the result of a whole-image render, without seams, at any
 size and kind of image, in bounded memory; the default tiles only when the whole image would not fit."""
 
 import math
@@ -12,7 +12,6 @@ from PIL import Image
 from torch import nn
 
 import render_image
-import tiling
 import utils
 from conftest import (
     assert_clean_failure,
@@ -22,6 +21,7 @@ from conftest import (
     save_random_conditional_model,
     write_noise_image,
 )
+from style_transfer import tiling
 from transformer_net import TransformerNet
 
 

@@ -13,10 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-import image_io
-import model_files
 import train
-import training_data
 import utils
 from conftest import (
     assert_clean_failure,
@@ -28,6 +25,7 @@ from conftest import (
     train_args,
     write_noise_image,
 )
+from style_transfer import image_io, model_files, training_data
 from transformer_net import TransformerNet
 
 

@@ -14,8 +14,8 @@ from PIL import Image, ImageOps
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
 sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 
-import image_io
 import utils
+from style_transfer import image_io
 
 SCALES = (1.0, 0.7, 0.5)  # crop side as a fraction of the photo's shorter side
 POSITIONS = (0.0, 0.5, 1.0)  # where the crop sits along each free axis

@@ -6,7 +6,7 @@
 #   models/stained-glass.pth, models/brush-strokes.pth   one style each (train.py)
 #   models/blend.pth                                     both styles, fixed weights 0.5,0.5 (train.py)
 #   models/distilled.pth                                 the two single-style models merged (distillation.py)
-# By default this runs offline on the CPU with the OFFLINE loss network (loss_network.py: colour statistics
+# By default this runs offline on the CPU with the OFFLINE loss network (style_transfer/loss_network.py: colour statistics
 # and random multi-scale filters, not VGG16), on crops of the bundled photos, because ImageNet VGG16 weights
 # and COCO cannot be fetched where the demo is made; see models/README.md. For real models, on a GPU box with
 # internet:
@@ -28,7 +28,7 @@ ONLY="${ONLY:-all}"                       # or some of: all-styles stained-glass
 GLASS=images/style-images/stained-glass.png
 STROKES=images/style-images/brush-strokes.jpg
 
-source ./setup_env.sh
+source ./tools/setup_env.sh
 if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
 
 common=(--datapath "$DATAPATH" --image-size "$IMAGE_SIZE" --batch-size "$BATCH_SIZE" --learning-rate "$LEARNING_RATE"

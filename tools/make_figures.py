@@ -19,12 +19,8 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
 sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 
-import image_io
-import model_files
-import rendering
-import temporal
 import utils
-import video_io
+from style_transfer import image_io, model_files, rendering, temporal, video_io
 
 CONTENT = ROOT / "images/content-images"
 STYLES = ROOT / "images/style-images"

@@ -4,5 +4,5 @@
 # offline loss network, not VGG16: see models/README.md, and tools/make_demo_models.sh to retrain them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source ./setup_env.sh
+source ./tools/setup_env.sh
 exec "$PYTHON" tools/make_figures.py "$@"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from model_files import load_checkpoint
+from style_transfer.model_files import load_checkpoint
 from utils import UserError, warn
 
 PROCESSES = "processes (torchrun)"  # the settings' name for the number of processes

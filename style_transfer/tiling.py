@@ -33,7 +33,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-import rendering
+from style_transfer import rendering
 from transformer_net import MIN_SIDE, SIZE_MULTIPLE
 from utils import TooLarge, compile_network
 

@@ -1,7 +1,7 @@
 # Sourced by the other shell scripts: make .venv on first use and keep it in step with the
 # requirements files (a no-op, under a second, when nothing changed). Sets $PYTHON.
 # Override the interpreter that builds the venv with PYTHON_FOR_VENV=python3.12 etc.
-_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _venv="${VENV_DIR:-$_root/.venv}"
 _stamp="$_venv/.requirements.sha256"
 _want="$(cat "$_root/requirements.txt" "$_root/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"

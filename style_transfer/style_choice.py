@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-import model_files
-from conditional_net import ConditionalTransformerNet
+from style_transfer import model_files
+from style_transfer.conditional_net import ConditionalTransformerNet
 from transformer_net import TransformerNet
 from utils import UserError, parse_weights
 

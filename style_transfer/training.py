@@ -14,11 +14,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-import training_checkpoint
-from model_files import machine_description, save_model
-from temporal_loss import LossFunction, add_temporal_weight_arg, with_stability_loss
-from training_data import EpochBatchSampler, ImageFolderDataset
-from training_log import CsvLog, plot_losses
+from style_transfer import training_checkpoint
+from style_transfer.model_files import machine_description, save_model
+from style_transfer.temporal_loss import LossFunction, add_temporal_weight_arg, with_stability_loss
+from style_transfer.training_data import EpochBatchSampler, ImageFolderDataset
+from style_transfer.training_log import CsvLog, plot_losses
 from utils import (
     COMPILE_HELP,
     PRECISIONS,

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from image_io import IMAGE_EXTENSIONS, image_to_tensor, list_images, load_rgb
+from style_transfer.image_io import IMAGE_EXTENSIONS, image_to_tensor, list_images, load_rgb
 from utils import UserError, warn
 
 

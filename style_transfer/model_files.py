@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from conditional_net import ConditionalTransformerNet, style_count_of
+from style_transfer.conditional_net import ConditionalTransformerNet, style_count_of
 from transformer_net import TransformerNet
 from utils import UserError, require_file, save_json, torch_save
 
