@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measurements behind the README's "Video without flicker" table (records: benchmarks/cpu-2core-flicker.*).
+# The measurements behind docs/rendering.md's "Video without flicker" table (records: benchmarks/cpu-2core-flicker.*).
 #   bash benchmarks/flicker.sh                   # only make the model of the training comparison
 #   bash benchmarks/flicker.sh CLIP [CLIP ...]   # then measure on the clips (benchmarks/README.md names ours)
 # Training comparison: the bundled models/brush-strokes.pth is distilled into a copy of itself with

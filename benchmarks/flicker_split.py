@@ -8,7 +8,7 @@ blending (in memory, no video encoding), and prints for both: the warping error 
 measures it: DIS medium on the source, occluded pixels left out), each frame pair's error, and the error
 split into the pixels the blender found reliable (reliability > 0.5, blended) and the rest (kept fresh).
 --render-preset and --tolerance try other settings of the blender's flow and photometric check than
-render_video.py's; the README's "Video without flicker" section quotes this script's output.
+render_video.py's; the "Video without flicker" section of docs/rendering.md quotes this script's output.
 """
 
 import itertools

@@ -1,4 +1,4 @@
-"""Regenerate every figure in the README from the bundled models, images and demo clip.
+"""Regenerate every figure of the README and docs/ from the bundled models, images and demo clip.
 
     python tools/make_figures.py            # writes images/figures/*.jpg
     python tools/make_figures.py --interpolation-model other.pth   # the strip from another conditional model
