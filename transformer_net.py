@@ -1,9 +1,11 @@
-"""The image transformation network of Johnson et al. (2016).
+"""The image transformation network of Johnson et al. (2016), and its normalisation layer.
 
 Layer for layer and name for name the `TransformerNet` of the PyTorch `fast_neural_style`
 example, so state_dicts move between the two projects in both directions. Input and output
 are RGB batches in the 0-255 range.
 """
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,34 @@ from torch import nn
 SIZE_MULTIPLE = 4
 # Reflection padding needs each side larger than the pad, also after the two strides.
 MIN_SIDE = 8
+
+
+Statistics = tuple[torch.Tensor, torch.Tensor]  # (mean, variance), each 1 x C x 1 x 1
+
+
+class InstanceNorm(nn.InstanceNorm2d):
+    """nn.InstanceNorm2d (the same parameters and state_dict) that can be told which statistics to normalise with.
+
+    `statistics`, while set, is called with the layer's input and returns the (mean, variance) to use instead of
+    the input's own, or None for its own. Tiled rendering gives every tile the whole image's statistics this way;
+    the conditional network's normalisation uses this layer too, so both networks can be told alike."""
+
+    def __init__(self, num_features: int, affine: bool = True):
+        super().__init__(num_features, affine=affine)
+        self.statistics: Callable[[torch.Tensor], Statistics | None] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        given = None if self.statistics is None else self.statistics(x)
+        if given is None:
+            return super().forward(x)
+        mean, variance = given
+        scale = torch.rsqrt(variance + self.eps)
+        if self.affine:
+            scale = scale * self.weight.float().view(1, -1, 1, 1)
+        shift = -mean * scale
+        if self.affine:
+            shift = shift + self.bias.float().view(1, -1, 1, 1)
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))  # one pass, in x's own precision
 
 
 class ConvLayer(nn.Module):
@@ -34,9 +64,9 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.conv1 = ConvLayer(channels, channels, kernel_size=3, stride=1)
-        self.in1 = nn.InstanceNorm2d(channels, affine=True)
+        self.in1 = InstanceNorm(channels)
         self.conv2 = ConvLayer(channels, channels, kernel_size=3, stride=1)
-        self.in2 = nn.InstanceNorm2d(channels, affine=True)
+        self.in2 = InstanceNorm(channels)
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,20 +94,20 @@ class TransformerNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = ConvLayer(3, 32, kernel_size=9, stride=1)
-        self.in1 = nn.InstanceNorm2d(32, affine=True)
+        self.in1 = InstanceNorm(32)
         self.conv2 = ConvLayer(32, 64, kernel_size=3, stride=2)
-        self.in2 = nn.InstanceNorm2d(64, affine=True)
+        self.in2 = InstanceNorm(64)
         self.conv3 = ConvLayer(64, 128, kernel_size=3, stride=2)
-        self.in3 = nn.InstanceNorm2d(128, affine=True)
+        self.in3 = InstanceNorm(128)
         self.res1 = ResidualBlock(128)
         self.res2 = ResidualBlock(128)
         self.res3 = ResidualBlock(128)
         self.res4 = ResidualBlock(128)
         self.res5 = ResidualBlock(128)
         self.deconv1 = UpsampleConvLayer(128, 64, kernel_size=3, stride=1, upsample=2)
-        self.in4 = nn.InstanceNorm2d(64, affine=True)
+        self.in4 = InstanceNorm(64)
         self.deconv2 = UpsampleConvLayer(64, 32, kernel_size=3, stride=1, upsample=2)
-        self.in5 = nn.InstanceNorm2d(32, affine=True)
+        self.in5 = InstanceNorm(32)
         self.deconv3 = ConvLayer(32, 3, kernel_size=9, stride=1)
         self.relu = nn.ReLU()
 
@@ -89,11 +119,18 @@ class TransformerNet(nn.Module):
         if pad_bottom or pad_right:
             # Reflection padding needs pad < side; "replicate" works for every size.
             x = F.pad(x, (0, pad_right, 0, pad_bottom), mode="replicate")
-        y = self.relu(self.in1(self.conv1(x)))
-        y = self.relu(self.in2(self.conv2(y)))
-        y = self.relu(self.in3(self.conv3(y)))
-        y = self.res5(self.res4(self.res3(self.res2(self.res1(y)))))
-        y = self.relu(self.in4(self.deconv1(y)))
-        y = self.relu(self.in5(self.deconv2(y)))
-        y = self.deconv3(y)
-        return y[..., :height, :width]
+        for step in self.steps():
+            x = step(x)
+        return x[..., :height, :width]
+
+    def steps(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """The network after its padding, in the order forward() runs it: each step ends after a normalisation and
+        its ReLU, a residual block or the last convolution, so that a caller can run the first few alone (tiled
+        rendering's exact statistics need the network only up to the layer they measure)."""
+        return [lambda y: self.relu(self.in1(self.conv1(y))),
+                lambda y: self.relu(self.in2(self.conv2(y))),
+                lambda y: self.relu(self.in3(self.conv3(y))),
+                self.res1, self.res2, self.res3, self.res4, self.res5,
+                lambda y: self.relu(self.in4(self.deconv1(y))),
+                lambda y: self.relu(self.in5(self.deconv2(y))),
+                self.deconv3]

@@ -3,6 +3,7 @@
 
 import argparse
 import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -52,11 +53,10 @@ def stylize(model: torch.nn.Module, batch: torch.Tensor, precision: str = "fp32"
     made bf16, the network simply runs in bf16. With `preserve_color` the stylised luminance goes
     onto the content's chroma; `strength` < 1 then blends towards the content.
     """
-    weights = next(model.parameters()).dtype
     try:
+        with arithmetic(model, precision, batch.device) as weights:
+            stylised = model(batch.to(weights))
         with torch.inference_mode():
-            with autocast(precision, batch.device) if weights == torch.float32 else contextlib.nullcontext():
-                stylised = model(batch.to(weights))
             stylised = stylised.float().clamp(0, 255)
             if preserve_color:
                 stylised = (batch + (_luminance(stylised) - _luminance(batch))).clamp(0, 255)
@@ -68,6 +68,16 @@ def stylize(model: torch.nn.Module, batch: torch.Tensor, precision: str = "fp32"
         height, width = batch.shape[-2:]
         frames = f" ({len(batch)} frames at once)" if len(batch) > 1 else ""
         raise TooLarge(f"{problem} at {width}x{height}{frames} on {batch.device}") from None
+
+
+@contextlib.contextmanager
+def arithmetic(model: torch.nn.Module, precision: str, device: torch.device) -> Iterator[torch.dtype]:
+    """Inference in `precision` (a choose_precision() result): autocast for a model with fp32 weights, none for
+    one whose weights prepare_for_rendering() made bf16. Yields the weights' type, the type its input needs."""
+    weights = next(model.parameters()).dtype
+    with torch.inference_mode():
+        with autocast(precision, device) if weights == torch.float32 else contextlib.nullcontext():
+            yield weights
 
 
 def _luminance(rgb: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ What it owns:
   grid as in the whole image), overlapping their neighbours by at least OVERLAP pixels;
 - the feathered blend: across the middle of each overlap one tile fades out as the next fades in, and the
   GUARD pixels at a tile's inner edges, where its reflection padding differs from the whole image, never count;
-- whole-image instance-norm statistics: every nn.InstanceNorm2d of the network normalises every tile with the
+- whole-image instance-norm statistics: every InstanceNorm of the network normalises every tile with the
   statistics of the whole image rather than of the tile, so colours and contrast match across tiles. They come
   from one forward pass over a sample of full-resolution crops of the image with the statistics pooled over the
   sample (the whole image when it is small enough), or, with `exact`, from one pass over all tiles per
@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from style_transfer import rendering
-from transformer_net import MIN_SIDE, SIZE_MULTIPLE
+from transformer_net import MIN_SIDE, SIZE_MULTIPLE, InstanceNorm
 from utils import TooLarge, compile_network
 
 GUARD = 16  # pixels at a tile's inner edges that never count
@@ -171,25 +171,22 @@ def _network_side(size: int) -> int:
 Statistics = list[tuple[torch.Tensor, torch.Tensor]]  # (mean, variance) per normalisation layer, each 1xCx1x1
 
 
-class _Stop(Exception):
-    """Ends a forward pass early: the exact pass needs the network only up to the layer it measures."""
-
-
 class WholeImageNorm:
-    """Every nn.InstanceNorm2d of a network (affine or not, e.g. inside a conditional network's style
-    normalisation), switched from its input's own statistics to given ones.
+    """Every InstanceNorm of a network (affine or not, e.g. inside a conditional network's style normalisation),
+    told to normalise with given statistics instead of its input's own.
 
-    Each module's forward is replaced on the instance, so the class and other networks are untouched. Without
-    statistics set they behave as usual. The statistics are read on each call, so a torch.compile'd network
-    takes new ones without recompiling."""
+    Each layer's `statistics` is set to this object's answer for that layer; without statistics given here the
+    layers behave as usual. The answers are read on each call, so a torch.compile'd network takes new statistics
+    without recompiling."""
 
     def __init__(self, model: nn.Module):
-        self.norms = [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d) and not m.track_running_stats]
+        self.norms = [m for m in model.modules() if isinstance(m, InstanceNorm) and not m.track_running_stats]
         self.given: Statistics | None = None
         self._pooled: Statistics | None = None
         self._measured: tuple[int, tuple[slice, slice], int, list] | None = None
+        self.measured = False  # whether the layer being measured has been reached in this pass
         for index, norm in enumerate(self.norms):
-            norm.forward = functools.partial(self._forward, index, norm)
+            norm.statistics = functools.partial(self._statistics, index)
 
     @contextlib.contextmanager
     def using(self, statistics: Statistics) -> Iterator[None]:
@@ -214,32 +211,23 @@ class WholeImageNorm:
     def measuring(self, known: Statistics, region: tuple[slice, slice], height: int, sums: list) -> Iterator[None]:
         """Layers up to len(known) normalise with `known`; the next one adds its input's per-channel sum, sum of
         squares and pixel count over `region` (slices of the input, `height` pixels high, at multiples of 4) to
-        `sums`, and ends the forward pass."""
-        self.given, self._measured = known, (len(known), region, height, sums)
+        `sums` and sets `measured`, after which the rest of the pass is not needed."""
+        self.given, self._measured, self.measured = known, (len(known), region, height, sums), False
         try:
             yield
-        except _Stop:
-            pass
         finally:
             self.given, self._measured = None, None
 
-    def _forward(self, index: int, norm: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
+    def _statistics(self, index: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self._measured is not None and index == self._measured[0]:
             self._add_sums(x)
         if self.given is not None and index < len(self.given):
-            mean, variance = self.given[index]
-        elif self._pooled is not None:
+            return self.given[index]
+        if self._pooled is not None:
             variance, mean = torch.var_mean(x.float(), dim=(0, 2, 3), keepdim=True, unbiased=False)
             self._pooled.append((mean, variance))
-        else:
-            return type(norm).forward(norm, x)
-        scale = torch.rsqrt(variance + norm.eps)
-        if norm.affine:
-            scale = scale * norm.weight.float().view(1, -1, 1, 1)
-        shift = -mean * scale
-        if norm.affine:
-            shift = shift + norm.bias.float().view(1, -1, 1, 1)
-        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))  # one pass, in x's own precision
+            return mean, variance
+        return None
 
     def _add_sums(self, x: torch.Tensor) -> None:
         _, (rows, columns), input_height, sums = self._measured
@@ -249,7 +237,7 @@ class WholeImageNorm:
         sums[0] += part.sum(dim=(0, 2, 3)).cpu()
         sums[1] += part.square().sum(dim=(0, 2, 3)).cpu()
         sums[2] += part[:, 0].numel()
-        raise _Stop
+        self.measured = True
 
 
 # ---------------------------------------------------------------- rendering in tiles
@@ -315,14 +303,24 @@ class TiledRenderer:
             sums = [0, 0, 0]
             for (top, left), region in zip(tiles, regions, strict=True):
                 with self.norms.measuring(statistics, region, rows.length, sums):
-                    rendering.stylize(self.model, _tile_batch(pixels, top, left, rows.length, columns.length,
-                                                              self.device), self.precision)
+                    self._run_until_measured(_tile_batch(pixels, top, left, rows.length, columns.length,
+                                                         self.device))
                 bar.update()
             mean = sums[0] / sums[2]
             variance = (sums[1] / sums[2] - mean.square()).clamp(min=0)
             statistics.append((mean.float().view(1, -1, 1, 1).to(self.device),
                                variance.float().view(1, -1, 1, 1).to(self.device)))
         return statistics
+
+    def _run_until_measured(self, batch: torch.Tensor) -> None:
+        """The network's steps on a tile (already at a multiple of 4: no padding) until the layer being measured
+        has been reached: the later layers would not change the sums."""
+        with rendering.arithmetic(self.model, self.precision, batch.device) as weights:
+            batch = batch.to(weights)
+            for step in self.model.steps():
+                batch = step(batch)
+                if self.norms.measured:
+                    return
 
     def _blend(self, pixels: np.ndarray, rows: Axis, columns: Axis, preserve_color: bool, strength: float,
                bar: tqdm) -> np.ndarray:

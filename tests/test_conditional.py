@@ -29,7 +29,7 @@ from conftest import (
 )
 from style_transfer import conditional_net, image_io, model_files, rendering
 from style_transfer.conditional_net import ConditionalTransformerNet, conditional_state, one_hot, styles_for_step
-from transformer_net import TransformerNet
+from transformer_net import InstanceNorm, TransformerNet
 from vgg import gram_matrix, per_image_style_loss, style_loss
 
 
@@ -104,18 +104,17 @@ def test_each_image_of_a_batch_can_have_its_own_mix(photos):
 
 
 def normalise_by_the_top_left_quarter(model: torch.nn.Module) -> None:
-    """Change how every nn.InstanceNorm2d of `model` computes its statistics (as tiled rendering does): from the
-    top-left quarter of its input only, then its own scale and shift if it has them."""
-    for norm in [m for m in model.modules() if isinstance(m, torch.nn.InstanceNorm2d)]:
-        def forward(x: torch.Tensor, norm: torch.nn.InstanceNorm2d = norm) -> torch.Tensor:
-            part = x[..., :x.shape[-2] // 2, :x.shape[-1] // 2]
-            mean, var = part.mean((-2, -1), keepdim=True), part.var((-2, -1), unbiased=False, keepdim=True)
-            y = (x - mean) / torch.sqrt(var + norm.eps)
-            return y * norm.weight[:, None, None] + norm.bias[:, None, None] if norm.affine else y
-        norm.forward = forward
+    """Tell every InstanceNorm of `model` to normalise with other statistics (as tiled rendering does): those of
+    the top-left quarter of its input only."""
+    def top_left_quarter(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        part = x[..., :x.shape[-2] // 2, :x.shape[-1] // 2]
+        return part.mean((-2, -1), keepdim=True), part.var((-2, -1), unbiased=False, keepdim=True)
+
+    for norm in [m for m in model.modules() if isinstance(m, InstanceNorm)]:
+        norm.statistics = top_left_quarter
 
 
-def test_a_change_to_how_every_instance_norm_computes_applies_to_conditional_networks_too(photos):
+def test_statistics_given_to_every_instance_norm_apply_to_conditional_networks_too(photos):
     model = two_style_model()
     model.set_style_mix([0.3, 0.7])
     plain = plain_with_norms_of(model, [0.3, 0.7])

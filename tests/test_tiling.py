@@ -22,7 +22,7 @@ from conftest import (
     write_noise_image,
 )
 from style_transfer import tiling
-from transformer_net import TransformerNet
+from transformer_net import InstanceNorm, TransformerNet
 
 
 def render(model: Path, content: Path, output: Path, *extra: str) -> np.ndarray:
@@ -75,6 +75,21 @@ def test_exact_statistics_are_the_whole_images(tmp_path):
         # the same to rounding, apart from the tiles' edges, whose reflection padding reaches a little way in
         assert ((mean - whole_mean).abs() / whole_variance.sqrt()).max() < 1e-3
         assert ((variance - whole_variance).abs() / whole_variance).max() < 1e-3
+
+
+def test_the_exact_pass_runs_each_tile_only_up_to_the_layer_it_measures(tmp_path):
+    """Measuring layer k needs the network only up to layer k: the last convolution (after the last norm) never
+    runs, and the earlier a layer, the fewer steps run for it (the exact pass's cost)."""
+    renderer = tiling.TiledRenderer(random_model(), "fp32")
+    pixels = np.asarray(Image.open(write_noise_image(tmp_path / "c.png", 150, 150, seed=3)).convert("RGB"))
+    calls = {"conv1": 0, "deconv3": 0}
+    for name in calls:
+        getattr(renderer.model, name).register_forward_hook(lambda *_, name=name: calls.__setitem__(name,
+                                                                                                    calls[name] + 1))
+    rows = columns = tiling.Axis.plan(152, 128, False)
+    renderer.exact_statistics(pixels, rows, columns, bar=_NoBar())
+    tiles = len(rows.starts) * len(columns.starts)
+    assert calls == {"conv1": 15 * tiles, "deconv3": 0}
 
 
 def test_exact_statistics_match_the_whole_image_where_sampled_ones_only_come_close(tmp_path, model_file,
@@ -228,11 +243,12 @@ def test_a_tile_too_small_is_refused_by_the_flag_parser(tmp_path, model_file, ca
 
 
 class _StyleNorm(nn.Module):
-    """A conditional network's normalisation: a plain instance norm, then a per-style scale and shift."""
+    """A conditional network's normalisation: the plain network's InstanceNorm without its own scale and shift,
+    then a per-style scale and shift."""
 
     def __init__(self, channels: int):
         super().__init__()
-        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.norm = InstanceNorm(channels, affine=False)
         self.scale = nn.Parameter(torch.rand(channels).view(1, -1, 1, 1) + 0.5)
         self.shift = nn.Parameter(torch.randn(channels).view(1, -1, 1, 1))
 
