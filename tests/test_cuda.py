@@ -25,6 +25,7 @@ import utils
 from conftest import (
     largest_difference,
     logged_losses,
+    save_random_conditional_model,
     save_random_model,
     train_args,
     train_float64,
@@ -153,3 +154,58 @@ def test_render_video_on_cuda_matches_the_cpu(tmp_path, model_file, compiled):
     assert len(on_gpu) == len(on_cpu) == 24
     for gpu_frame, cpu_frame in zip(on_gpu, on_cpu, strict=True):
         assert np.abs(gpu_frame - cpu_frame).mean() < 3  # the same frames through two lossy encodes
+
+
+def test_a_conditional_model_with_a_mix_renders_on_cuda_as_on_the_cpu(tmp_path):
+    model = save_random_conditional_model(tmp_path / "two.pth")
+    content = write_noise_image(tmp_path / "photo.png", 72, 96, seed=4)
+    base = ["--content-path", str(content), "--model-path", str(model), "--style-mix", "0.3,0.7"]
+    render_image.main([*base, "--output-path", str(tmp_path / "cpu.png"), "--device", "cpu", "--precision", "fp32"])
+    render_image.main([*base, "--output-path", str(tmp_path / "gpu.png"), "--device", "cuda"])
+    render_image.main([*base[:-2], "--style", "0", "--output-path", str(tmp_path / "one.png"), "--device", "cuda"])
+    assert psnr(pixels(tmp_path / "gpu.png"), pixels(tmp_path / "cpu.png")) >= 40
+    assert psnr(pixels(tmp_path / "one.png"), pixels(tmp_path / "gpu.png")) < 30  # the mix took effect
+
+
+def test_conditional_training_on_cuda(tmp_path, dataset_dir, style_files):
+    train.main(on_cuda(train_args(dataset_dir, tmp_path, style_files[:2], "--conditional", "--max-steps", "3",
+                                  "--savename", "m")))
+    assert all(math.isfinite(x) for x in losses(tmp_path / "logs/m.csv"))
+    assert json.loads((tmp_path / "models/m.json").read_text())["machine"].startswith("cuda:")
+
+
+def test_an_image_too_large_for_the_gpus_memory_falls_back_to_tiles(tmp_path, model_file, capfd):
+    """Real CUDA memory, capped for this process: the whole-image render runs out of it, and the fallback renders
+    the image in tiles close to an uncapped whole-image render."""
+    content = write_noise_image(tmp_path / "big.png", 2048, 2048, seed=5)
+    base = ["--content-path", str(content), "--model-path", str(model_file), "--device", "cuda", "--precision", "fp16"]
+    render_image.main([*base, "--output-path", str(tmp_path / "whole.png"), "--tile", "0"])
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(768 * 2**20 / total)
+    try:
+        render_image.main([*base, "--output-path", str(tmp_path / "capped.png")])
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+    assert "rendering it in tiles" in capfd.readouterr().err
+    capped, whole = pixels(tmp_path / "capped.png"), pixels(tmp_path / "whole.png")
+    assert capped.shape == whole.shape and psnr(capped, whole) >= 30
+
+
+def test_temporal_rendering_on_cuda_matches_the_cpu(tmp_path, model_file):
+    """--temporal (the default) on the GPU: the network there, the flow and the blend as on the CPU."""
+    clip = make_clip(tmp_path / "clip.mp4")
+    base = ["--input", str(clip), "--model", str(model_file), "--temporal"]
+    render_video.main([*base, "--save-name", str(tmp_path / "cpu.mp4"), "--device", "cpu", "--precision", "fp32"])
+    render_video.main([*base, "--save-name", str(tmp_path / "gpu.mp4"), "--device", "cuda"])
+    on_gpu, on_cpu = frames(tmp_path / "gpu.mp4"), frames(tmp_path / "cpu.mp4")
+    assert len(on_gpu) == len(on_cpu) == 24
+    for gpu_frame, cpu_frame in zip(on_gpu, on_cpu, strict=True):
+        assert np.abs(gpu_frame - cpu_frame).mean() < 3
+
+
+def test_training_with_the_stability_loss_on_cuda(tmp_path, dataset_dir, style_files):
+    train.main(on_cuda(train_args(dataset_dir, tmp_path, style_files[:1], "--temporal-weight", "1", "--max-steps", "3",
+                                  "--savename", "m")))
+    assert all(math.isfinite(x) for x in losses(tmp_path / "logs/m.csv"))
