@@ -355,7 +355,7 @@ def ours_training(data: Path, args: argparse.Namespace, device: torch.device, pr
 def benchmark_training(args: argparse.Namespace, device: torch.device) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        training_data(Path(folder), args.train_size)
+        write_training_crops(Path(folder), args.train_size)
         images_per_s, loss = baseline_training(Path(folder), args, device)
         rows.append({"path": "baseline: plain fp32 loop", "images_per_s": images_per_s, "loss": loss})
         for precision in args.precisions:

@@ -149,6 +149,15 @@ def test_benchmark_quick_render_run_writes_its_table(tmp_path, monkeypatch, caps
     assert "stylize fp32 channels_last" in capsys.readouterr().out
 
 
+def test_benchmark_training_run_compares_train_py_with_the_plain_loop(tmp_path):
+    """benchmarks/gpu_check.sh runs this part on the GPU: it must run through (it called a module as a function)."""
+    benchmark.main(["--parts", "train", "--train-size", "32", "--train-steps", "2", "--device", "cpu",
+                    "--precisions", "fp32", "--json", str(tmp_path / "t.json")])
+    rows = json.loads((tmp_path / "t.json").read_text())["train"]
+    assert [row["path"] for row in rows] == ["baseline: plain fp32 loop", "train.py --precision fp32"]
+    assert all(row["images_per_s"] > 0 and math.isfinite(row["loss"]) for row in rows)
+
+
 @pytest.mark.parametrize("capability,expected", [((6, 1), "fp16"), ((7, 0), "fp16"), ((7, 5), "fp16"),
                                                  ((8, 0), "bf16"), ((9, 0), "bf16")],
                          ids=["P40", "V100", "T4", "A100", "H100"])
