@@ -18,7 +18,6 @@ available in every torch this suite supports; opset OPSET.
 """
 
 import copy
-import importlib.util
 import json
 import math
 import warnings
@@ -81,14 +80,18 @@ def model_kind(model: TransformerNet) -> str:
 
 def require_exporter() -> None:
     """The onnx package, which writing the file's metadata needs (torch.onnx itself is part of torch)."""
-    if importlib.util.find_spec("onnx") is None:
-        raise UserError("export.py needs the onnx package (pip install onnx; see requirements.txt)")
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise UserError("export.py needs the onnx package (pip install onnx; see requirements.txt)") from None
 
 
 def require_runtime() -> None:
-    if importlib.util.find_spec("onnxruntime") is None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
         raise UserError("checking the exported file needs onnxruntime (pip install onnxruntime; see "
-                        "requirements.txt), or leave the check out with --no-check")
+                        "requirements.txt), or leave the check out with --no-check") from None
 
 
 def export_graph(model: TransformerNet, mix: list[float] | None, style_input: bool, fp16: bool) -> ExportGraph:
@@ -114,8 +117,12 @@ def write_onnx(graph: ExportGraph, path: Path, style_count: int) -> None:
     options = {"dynamo": False} if "dynamo" in _export_parameters() else {}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's tracer and deprecation warnings
-        torch.onnx.export(graph, inputs, str(path), input_names=names, output_names=["output"], dynamic_axes=axes,
-                          opset_version=OPSET, do_constant_folding=True, **options)
+        try:
+            torch.onnx.export(graph, inputs, str(path), input_names=names, output_names=["output"],
+                              dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, **options)
+        except RuntimeError as exc:  # torch.onnx.errors.OnnxExporterError is one too
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"torch.onnx.export failed ({detail}); nothing was written") from None
 
 
 def _export_parameters() -> set[str]:
