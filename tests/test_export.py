@@ -259,3 +259,15 @@ def test_the_docs_example_runs_as_written_without_the_suite(tmp_path, capsys, mo
     assert result.returncode == 0, result.stderr
     expected = reference(capsys, tmp_path, models["plain"], photo)
     assert psnr(load(tmp_path / "stylised.png"), expected) >= 50
+
+
+def test_a_kind_of_network_the_exporter_does_not_know_is_refused_in_one_line():
+    """Arbitrary-style networks (and any other subclass) are refused, not exported as if they were plain."""
+    from transformer_net import TransformerNet
+    from utils import UserError
+
+    class OtherNet(TransformerNet):
+        pass
+
+    with pytest.raises(UserError, match="exporting a OtherNet is not supported yet"):
+        onnx_export.model_kind(OtherNet())
