@@ -11,7 +11,8 @@ optimize_for_inference (prepacked oneDNN convolutions), and ONNX Runtime on the 
 path's PSNR is against the fp32 baseline's frame. OpenVINO is not measured: the record says whether it is
 installed (it was not where the record was made). Then, end
 to end in fresh processes with no flags: render_video.py on a 720p clip and render_image.py on one 12-megapixel
-photo, against the eager fp32 per-frame time of the same size.
+photo, against the eager fp32 per-frame time of the same size. `--parts compile-cache`: --compile's warm-up in
+two fresh processes sharing a new on-disk cache (cold, then warm).
 """
 
 import argparse
@@ -149,6 +150,46 @@ def end_to_end(folder: Path, model_path: Path, model: torch.nn.Module, args: arg
             "render_image_peak_rss_mib": image_rss, "photo_eager_fp32_s": photo_baseline_s}
 
 
+# One fresh process: the compiled bf16 network's first call (the warm-up) and a later call, at WIDTH x HEIGHT.
+_COMPILE_CHILD = """import sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+import utils
+from style_transfer import model_files, rendering
+width, height = int(sys.argv[3]), int(sys.argv[4])
+precision = utils.choose_precision("auto", torch.device("cpu"))
+model = rendering.prepare_for_rendering(model_files.load_transformer(sys.argv[2]), precision, compile=True)
+frame = torch.rand(1, 3, height, width) * 255
+start = time.perf_counter()
+rendering.stylize(model, frame, precision)
+first = time.perf_counter() - start
+start = time.perf_counter()
+rendering.stylize(model, frame, precision)
+print("BENCH", precision, first, time.perf_counter() - start)
+"""
+
+
+def compile_cache(folder: Path, model_path: Path) -> dict:
+    """--compile's warm-up in two fresh processes sharing a new on-disk cache: cold, then warm (TorchInductor's
+    FX graph and kernel caches, on by default in torch 2.x)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor-cache")}
+    runs = []
+    for label in ("cold cache", "warm cache"):
+        result = subprocess.run([sys.executable, "-c", _COMPILE_CHILD, str(benchmark.ROOT), str(model_path),
+                                 str(WIDTH), str(HEIGHT)], capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            raise utils.UserError(f"the --compile child failed: {result.stderr.strip().splitlines()[-1:]}")
+        precision, first, later = result.stdout.split("BENCH")[-1].split()
+        runs.append({"cache": label, "precision": precision, "first_call_s": float(first),
+                     "later_call_s": float(later)})
+        print(f"  --compile {precision} at {WIDTH}x{HEIGHT}, fresh process, {label}: first call {float(first):.1f} s, "
+              f"then {float(later):.2f} s a frame", flush=True)
+    return {"runs": runs}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=utils.positive_int, default=4,
@@ -157,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip-seconds", type=utils.positive_float, default=2.0,
                         help="length of the 720p clip for render_video.py end to end (default: %(default)s)")
     parser.add_argument("--parts", default="paths,end-to-end",
-                        help="paths (the alternating rounds), end-to-end (the scripts; default: %(default)s)")
+                        help="paths (the alternating rounds), end-to-end (the scripts), compile-cache (--compile's "
+                             "warm-up in fresh processes, cold and warm on-disk cache; default: %(default)s)")
     parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", metavar="WxH",
                         help="frame size of the paths and the clip (default: %(default)s)")
     parser.add_argument("--photo-size", default=f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}", metavar="WxH",
@@ -196,6 +238,9 @@ def main(argv: list[str] | None = None) -> None:
             results["paths"] = measure_paths(model, Path(folder), bf16, limits, gflop, args.rounds)
         if "end-to-end" in parts:
             results["end_to_end"] = report_end_to_end(end_to_end(Path(folder), model_path, model, args), results)
+        if "compile-cache" in parts:
+            print(f"\n--compile's warm-up at {WIDTH}x{HEIGHT}")
+            results["compile_cache"] = compile_cache(Path(folder), model_path)
     with utils.atomic_path(args.json) as temp:
         temp.write_text(json.dumps(results, indent=1, default=str))
     print(f"\nwrote {args.json}")
