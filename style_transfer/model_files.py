@@ -6,6 +6,7 @@ A plain model is a plain state_dict. A conditional model (conditional_net.py) is
 `{"style_names": [...], "state_dict": {...}}`: lists, strings and tensors only, so weights_only loads it."""
 
 import contextlib
+import json
 import os
 import pickle
 import platform
@@ -37,6 +38,14 @@ def save_model(model: torch.nn.Module, path: str | Path, provenance: dict, fp16:
 
 def provenance_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".json")
+
+
+def read_provenance(model_path: str | Path) -> dict | None:
+    """The provenance JSON beside a model file, or None where there is none (other projects' models)."""
+    try:
+        return json.loads(provenance_path(model_path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # The original multi-style repo saved each tensor twice, under two module trees; either maps.

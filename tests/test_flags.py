@@ -7,13 +7,16 @@ import make_style_images
 import pytest
 
 import benchmark
+import cpu_paths
 import distillation
+import export
 import render_image
 import render_video
 import train
 from conftest import assert_usage_error, run_main_in_process, train_args
 
-SCRIPTS = [train, distillation, render_image, render_video, benchmark, make_demo_clip, make_style_images]
+SCRIPTS = [train, distillation, render_image, render_video, export, benchmark, cpu_paths, make_demo_clip,
+           make_style_images]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.__name__ for s in SCRIPTS])
