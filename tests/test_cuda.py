@@ -209,3 +209,21 @@ def test_training_with_the_stability_loss_on_cuda(tmp_path, dataset_dir, style_f
     train.main(on_cuda(train_args(dataset_dir, tmp_path, style_files[:1], "--temporal-weight", "1", "--max-steps", "3",
                                   "--savename", "m")))
     assert all(math.isfinite(x) for x in losses(tmp_path / "logs/m.csv"))
+
+
+def test_a_model_trained_on_cuda_exports_to_onnx_and_runs_as_render_image_does(tmp_path, dataset_dir, style_files):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    import export
+
+    train.main(on_cuda(train_args(dataset_dir, tmp_path, style_files[:2], "--conditional", "--max-steps", "2",
+                                  "--savename", "m.pth")))
+    model = tmp_path / "models/m.pth"
+    export.main(["--model-path", str(model), "--output-path", str(tmp_path / "m.onnx"), "--style-mix", "0.5,0.5"])
+    content = write_noise_image(tmp_path / "photo.png", 37, 29, seed=6)
+    render_image.main(["--content-path", str(content), "--model-path", str(model), "--style-mix", "0.5,0.5",
+                       "--output-path", str(tmp_path / "cpu.png"), "--device", "cpu", "--precision", "fp32"])
+    batch = pixels(content).astype(np.float32).transpose(2, 0, 1)[None]
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (output,) = session.run(None, {"input": batch})
+    onnx_render = np.clip(output[0], 0, 255).round().transpose(1, 2, 0)
+    assert psnr(onnx_render, pixels(tmp_path / "cpu.png")) >= 50
