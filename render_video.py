@@ -16,7 +16,7 @@ mix that changes over the clip:
 
 --temporal (the default) takes out flicker: the previous output frame, warped along the optical
 flow of the source (computed in other threads while the network runs), is blended into each new
-one where that flow is reliable; see style_transfer/temporal.py. --no-temporal stylises every frame on its own.
+one where that flow is reliable; see style_transfer/temporal_blend.py. --no-temporal stylises every frame on its own.
 """
 
 import argparse
@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 import utils
-from style_transfer import model_files, rendering, style_choice, temporal, video_io
+from style_transfer import model_files, optical_flow, rendering, style_choice, temporal_blend, video_io
 
 Item = TypeVar("Item")
 
@@ -131,10 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     reader = video_io.FrameReader(source, size, queue_size=2 * args.batch_size, fps=info.fps)  # a steady rate
     args.temporal = args.temporal and args.strength > 0  # with --strength 0 the source is given back as it is
     if args.temporal:  # the source's motion, estimated in other threads while the network runs
-        flow = temporal.FlowEstimator(*temporal.RENDER_FLOW, max_side=temporal.RENDER_FLOW_SIDE)
-        workers = temporal.flow_workers(device)
-        frames_and_motion = temporal.with_motion(reader, flow, workers, ahead=args.batch_size + workers)
-        blender = temporal.TemporalBlender()
+        flow = optical_flow.FlowEstimator(*temporal_blend.RENDER_FLOW, max_side=temporal_blend.RENDER_FLOW_SIDE)
+        workers = temporal_blend.flow_workers(device)
+        frames_and_motion = temporal_blend.with_motion(reader, flow, workers, ahead=args.batch_size + workers)
+        blender = temporal_blend.TemporalBlender()
     else:
         frames_and_motion = ((frame, None) for frame in reader)
     progress = tqdm(total=info.frames, unit="frame", dynamic_ncols=True)

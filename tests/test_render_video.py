@@ -12,7 +12,7 @@ import torch
 import evaluate_video
 import render_video
 from conftest import assert_clean_failure, assert_usage_error, files_under, run_main_in_process, run_script
-from style_transfer import rendering, temporal, video_io
+from style_transfer import optical_flow, rendering, video_io
 from transformer_net import TransformerNet
 from utils import UserError
 
@@ -381,7 +381,7 @@ def test_the_warping_error_of_a_variable_frame_rate_video_compares_the_frames_re
                     "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-y", str(constant)], check=True,
                    stdin=subprocess.DEVNULL)
     render(workdir, tmp_path / "constant-out.mp4", "--strength", "0", "--no-temporal", "--crf", "12", clip=constant)
-    flow = temporal.FlowEstimator("dis")
+    flow = optical_flow.FlowEstimator("dis")
     variable = evaluate_video.evaluate(clip, tmp_path / "out.mp4", flow)["warping_error"]
     steady = evaluate_video.evaluate(constant, tmp_path / "constant-out.mp4", flow)["warping_error"]
     assert variable < 2 * steady + 0.5, (variable, steady)

@@ -24,7 +24,8 @@ from conftest import (
     save_random_model,
     train_args,
 )
-from style_transfer import temporal, temporal_loss, video_io
+from style_transfer import optical_flow, temporal_blend, temporal_loss, video_io
+from style_transfer.warping_error import WarpingError
 
 FPS = 12
 
@@ -102,14 +103,14 @@ def moving_square() -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
 
 def test_uncovered_pixels_are_masked_as_occluded_and_left_out_of_the_error():
     first, second, uncovered = moving_square()
-    motion = temporal.estimate_motion(first, second, temporal.FlowEstimator("dis", "medium"))
+    motion = optical_flow.estimate_motion(first, second, optical_flow.FlowEstimator("dis", "medium"))
     assert motion.occluded[uncovered].mean() > 0.7
     assert motion.occluded[:, 50:].mean() < 0.1  # the still background far from the square
     # A perfectly consistent "stylisation" (the frames themselves): only the uncovered strip, where frame t-1
     # warped to t shows the square, differs; the mask leaves it out, counting everything does not.
-    masked, unmasked = temporal.WarpingError(), temporal.WarpingError()
+    masked, unmasked = WarpingError(), WarpingError()
     masked.add(first, second, motion)
-    unmasked.add(first, second, temporal.Motion(motion.backward, np.zeros_like(motion.occluded),
+    unmasked.add(first, second, optical_flow.Motion(motion.backward, np.zeros_like(motion.occluded),
                                                 motion.reliability, motion.cut))
     assert masked.value < 0.3 * unmasked.value
 
@@ -118,15 +119,15 @@ def test_the_two_warps_agree():
     rng = np.random.default_rng(0)
     image = rng.random((20, 30, 3), dtype=np.float32)
     flow = rng.normal(0, 2, (20, 30, 2)).astype(np.float32)
-    on_tensor = temporal.warp_tensor(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(flow))
-    assert np.abs(on_tensor.permute(1, 2, 0).numpy() - temporal.warp(image, flow)).max() < 1e-4
+    on_tensor = optical_flow.warp_tensor(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(flow))
+    assert np.abs(on_tensor.permute(1, 2, 0).numpy() - optical_flow.warp(image, flow)).max() < 1e-4
 
 
 def test_raft_gives_a_flow_of_the_frames_size():
     from torchvision.models.optical_flow import raft_small
 
     torch.manual_seed(0)
-    raft = temporal.RaftFlow(torch.device("cpu"), raft_small())  # untrained: only the plumbing is tested
+    raft = optical_flow.RaftFlow(torch.device("cpu"), raft_small())  # untrained: only the plumbing is tested
     first, second, _ = moving_square()
     flow = raft(first[:46, :60], second[:46, :60])  # sides not multiples of 8
     assert flow.shape == (46, 60, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
@@ -151,9 +152,9 @@ def stylise(frames: list[np.ndarray]) -> torch.Tensor:
     return (batch + 20 * torch.randn(batch.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 255)
 
 
-def motions_of(frames: list[np.ndarray]) -> list[temporal.Motion | None]:
-    flow = temporal.FlowEstimator(*temporal.RENDER_FLOW)
-    return [None] + [temporal.estimate_motion(a, b, flow) for a, b in itertools.pairwise(frames)]
+def motions_of(frames: list[np.ndarray]) -> list[optical_flow.Motion | None]:
+    flow = optical_flow.FlowEstimator(*temporal_blend.RENDER_FLOW)
+    return [None] + [optical_flow.estimate_motion(a, b, flow) for a, b in itertools.pairwise(frames)]
 
 
 def test_a_scene_cut_is_not_blended_but_a_small_move_is():
@@ -161,7 +162,7 @@ def test_a_scene_cut_is_not_blended_but_a_small_move_is():
     motions = motions_of(frames)
     assert [m.cut for m in motions[1:]] == [False, False, True, False]
     stylised = stylise(frames)
-    blended = temporal.TemporalBlender()(stylised, motions)
+    blended = temporal_blend.TemporalBlender()(stylised, motions)
     assert torch.equal(blended[0], stylised[0]) and torch.equal(blended[3], stylised[3])  # fresh after the cut
     for i in (1, 2, 4):  # blended where the scene goes on: steadier than the noisy stylisation
         assert (blended[i] - stylised[i]).abs().mean() > 5
@@ -171,8 +172,8 @@ def test_blending_follows_the_frames_batch_by_batch():
     frames = pan(scene(6), 6)
     motions = motions_of(frames)
     stylised = stylise(frames)
-    whole = temporal.TemporalBlender()(stylised, motions)
-    blender = temporal.TemporalBlender()
+    whole = temporal_blend.TemporalBlender()(stylised, motions)
+    blender = temporal_blend.TemporalBlender()
     in_batches = torch.cat([blender(stylised[i:i + 4], motions[i:i + 4]) for i in (0, 4)])
     assert torch.allclose(whole, in_batches)
 
@@ -185,8 +186,8 @@ def test_motion_is_estimated_a_bounded_number_of_frames_ahead():
             pulled.append(frame)
             yield frame
 
-    flow = temporal.FlowEstimator(*temporal.RENDER_FLOW)
-    for consumed, (_, motion) in enumerate(temporal.with_motion(frames(), flow, workers=2, ahead=3), 1):
+    flow = optical_flow.FlowEstimator(*temporal_blend.RENDER_FLOW)
+    for consumed, (_, motion) in enumerate(temporal_blend.with_motion(frames(), flow, workers=2, ahead=3), 1):
         assert len(pulled) - consumed <= 3  # only `ahead` frames are held beyond the one handed out
         assert (motion is None) == (consumed == 1)
     assert consumed == 12
