@@ -27,6 +27,11 @@ from utils import UserError
 FLOW_METHODS = ["dis", "farneback", "raft"]
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+# OpenCV's DIS (5.0) refuses frames with both sides under 12 pixels, and crashes the process (a segmentation
+# fault) on some thin ones, e.g. 12x64 or 16x100, whose coarsest pyramid level gets too small. Every shape whose
+# shorter side is at least 32 ran (tried up to 32x4096 with each preset): a frame with a shorter side below that
+# gets its flow computed on a copy enlarged by a whole factor (the flow is then scaled back exactly).
+DIS_MIN_SIDE = 32
 
 # Reliability of the motion; chosen from the measurements in benchmarks/flicker.py's records.
 PHOTO_TOLERANCE = (20.0, 60.0)  # mean |warped previous source - source| (0-255) where reliability falls 1 -> 0
@@ -51,6 +56,13 @@ class FlowEstimator:
     def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         if self._raft is not None:
             return self._raft(first, second)
+        height, width = first.shape[:2]
+        if self.method == "dis" and min(height, width) < DIS_MIN_SIDE:  # e.g. a tiny frame of --resize 0.1
+            factor = -(-DIS_MIN_SIDE // min(height, width))  # a whole factor: the flow maps back exactly
+            enlarged = (cv2.resize(f, (width * factor, height * factor), interpolation=cv2.INTER_LINEAR)
+                        for f in (first, second))
+            flow = self(*enlarged)
+            return cv2.resize(flow, (width, height), interpolation=cv2.INTER_AREA) / np.float32(factor)
         first, second = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (first, second))
         if self.method == "dis":
             if not hasattr(self._local, "dis"):

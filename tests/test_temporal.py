@@ -4,6 +4,8 @@ import csv
 import itertools
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +20,7 @@ import evaluate_video
 import render_video
 import train
 from conftest import (
+    ROOT,
     assert_clean_failure,
     assert_usage_error,
     run_main_in_process,
@@ -323,3 +326,19 @@ def test_flicker_split_shows_less_flicker_with_blending_and_refuses_bad_input(tm
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("not a video")
     assert_clean_failure(run_main_in_process(capsys, flicker_split.main, not_a_video), "cannot read video")
+
+
+def test_frames_too_small_or_thin_for_opencvs_dis_still_render_with_temporal(tmp_path, flickery_model, panning_clip):
+    """DIS refuses frames with both sides under 12 (a cv2 traceback for --resize 0.15 of a small clip) and
+    crashed the process on some thin ones (12x64, 16x100): the flow is computed on an enlarged copy instead."""
+    output = render(panning_clip, flickery_model, tmp_path / "tiny.mp4", "--resize", "0.15")  # 10x7 frames
+    assert output.is_file() and video_io.probe_video(output, video_io.find_ffmpeg()).frames == 10
+    script = ("import numpy as np\nfrom style_transfer import optical_flow\n"
+              "rng = np.random.default_rng(0)\n"
+              "for shape in [(7, 10), (12, 64), (16, 100), (100, 16), (24, 384)]:\n"
+              "    for preset in optical_flow.DIS_PRESETS:\n"
+              "        first = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)\n"
+              "        flow = optical_flow.FlowEstimator('dis', preset)(first, np.roll(first, 1, axis=1))\n"
+              "        assert flow.shape == (*shape, 2) and np.isfinite(flow).all()\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]  # in another process: a crash would end this one
