@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     count = 0
     try:
         with utils.atomic_path(output) as temp:
-            writer = video_io.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec)
+            writer = video_io.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec,
+                                          sar=info.sar)
             try:
                 for items in batched(frames_and_motion, args.batch_size):
                     frames, motions = zip(*items, strict=True)

@@ -400,3 +400,34 @@ def test_a_constant_rate_keeps_every_frame_and_a_variable_one_is_placed_by_its_t
     assert out([0, 0.1, 0.3, 0.35, 0.4], Fraction(10)) == [0, 1, 1, 2, 3]  # 1 held for its time; 4's slot is taken
     assert out([0, 0, 0], Fraction(10)) == [0, 1, 2]  # no usable timestamps: every frame, in order
     assert out([0, 0.5], None) == [0, 1]
+
+
+def aspect(path: Path) -> tuple[str, str]:
+    """The video stream's sample and display aspect ratios as `ffmpeg -i` gives them, e.g. ("16:11", "64:33")."""
+    return re.search(r"Video: .*\[SAR (\d+:\d+) DAR (\d+:\d+)\]", streams(path)).groups()
+
+
+@pytest.mark.parametrize("resize", ["1", "0.5"])
+def test_anamorphic_video_keeps_its_sample_aspect_ratio(workdir, tmp_path, resize):
+    """DV and HDV store non-square pixels: without the source's SAR the output was shown squeezed."""
+    source = tmp_path / "anamorphic.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=12", "-t", "0.5",
+                    "-vf", "setsar=16/11", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-y", str(source)],
+                   check=True, stdin=subprocess.DEVNULL)
+    assert aspect(source) == ("16:11", "64:33")
+    render(workdir, tmp_path / "styled.mp4", "--no-temporal", "--resize", resize, clip=source)
+    assert aspect(tmp_path / "styled.mp4") == ("16:11", "64:33")
+
+
+def test_an_mkv_whose_sound_outlasts_its_picture_is_counted_by_its_video(workdir, tmp_path, capsys):
+    """OpenCV counts a Matroska file's frames from the container's duration, which its sound may set: 10 frames of
+    picture with 2 s of sound were announced as 20, with a false "damaged or cut short?" warning."""
+    source = tmp_path / "long sound.mkv"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1",
+                    "-f", "lavfi", "-i", "sine=duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    "-y", str(source)], check=True, stdin=subprocess.DEVNULL)
+    assert video_io.probe_video(source, FFMPEG).frames == 10  # the progress bar's total
+    result = run_main_in_process(capsys, render_video.main, "--input", source, "--model", workdir / "my model.pth",
+                                 "--save-name", tmp_path / "styled.mkv", "--device", "cpu", "--no-temporal")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    assert len(frames(tmp_path / "styled.mkv")) == 10
