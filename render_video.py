@@ -146,15 +146,21 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 for items in batched(frames_and_motion, args.batch_size):
                     frames, motions = zip(*items, strict=True)
+                    # A compiled network is compiled for one batch size: the clip's short last batch is padded to
+                    # it with copies of its last frame (dropped again) rather than compiled anew (seconds to tens
+                    # of seconds; benchmarks/compile_last_batch.py).
+                    padded = args.batch_size if args.compile else len(frames)
                     # NCHW, contiguous: permute() alone leaves the channels_last layout, slower for the network
-                    batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float().contiguous()
+                    batch = torch.from_numpy(np.stack(frames + frames[-1:] * (padded - len(frames))))
+                    batch = batch.to(device).permute(0, 3, 1, 2).float().contiguous()
                     if schedule is not None:  # each frame's mix, set once per batch
-                        seconds = [float((count + i) / info.fps) for i in range(len(frames))]
+                        seconds = [float((count + min(i, len(frames) - 1)) / info.fps) for i in range(padded)]
                         network.set_style_mix(schedule.mixes(seconds))
                     try:
                         stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
                     except utils.TooLarge as exc:
                         raise utils.TooLarge(f"{exc}; try {smaller_settings(args, device)}") from None
+                    stylised = stylised[:len(frames)]
                     if args.temporal:
                         stylised = blender(stylised, list(motions))
                     writer.write(stylised.round().byte().permute(0, 2, 3, 1).contiguous().cpu().numpy())

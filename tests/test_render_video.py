@@ -1,4 +1,5 @@
 import re
+import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -431,3 +432,18 @@ def test_an_mkv_whose_sound_outlasts_its_picture_is_counted_by_its_video(workdir
                                  "--save-name", tmp_path / "styled.mkv", "--device", "cpu", "--no-temporal")
     assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
     assert len(frames(tmp_path / "styled.mkv")) == 10
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="torch.compile needs a C++ compiler")
+def test_compile_compiles_once_for_a_clip_whose_last_batch_is_short(workdir, tmp_path):
+    """10 frames in batches of 4: the last batch of 2 used to be compiled anew (10-15 s per clip on a GPU)."""
+    from torch._dynamo.utils import counters
+
+    source = make_clip(tmp_path / "ten frames.mp4", size="32x24", rate="10", seconds=1, audio=None)
+    torch._dynamo.reset()
+    counters.clear()
+    render(workdir, tmp_path / "styled.mp4", "--compile", "--batch-size", "4", "--no-temporal", "--precision", "fp32",
+           clip=source)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert len(frames(tmp_path / "styled.mp4")) == 10
