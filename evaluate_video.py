@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import utils
-from style_transfer import temporal, video_io
+from style_transfer import optical_flow, temporal_blend, video_io, warping_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("stylised", metavar="STYLISED", help="the stylised video (the same frames, any size)")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="also write the result, with the settings, to this JSON file (default: none)")
-    parser.add_argument("--flow", default="dis", choices=temporal.FLOW_METHODS,
+    parser.add_argument("--flow", default="dis", choices=optical_flow.FLOW_METHODS,
                         help="optical flow: OpenCV's DIS (preset medium) or Farneback, or torchvision's RAFT "
                              "where its weights are already downloaded (default: %(default)s)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def evaluate(source: Path, stylised: Path, flow: temporal.FlowEstimator) -> dict:
+def evaluate(source: Path, stylised: Path, flow: optical_flow.FlowEstimator) -> dict:
     """The warping error of `stylised` against `source`, with the facts behind it."""
     ffmpeg = video_io.find_ffmpeg()
     styled_info, source_info = video_io.probe_video(stylised, ffmpeg), video_io.probe_video(source, ffmpeg)
@@ -41,12 +41,12 @@ def evaluate(source: Path, stylised: Path, flow: temporal.FlowEstimator) -> dict
     if abs(size[0] / size[1] - source_info.width / source_info.height) > 0.02 * size[0] / size[1]:
         raise utils.UserError(f"{stylised} is {size[0]}x{size[1]} but {source} is {source_info.width}x"
                               f"{source_info.height}: not the same picture (the aspect ratios differ)")
-    metric = temporal.WarpingError()
+    metric = warping_error.WarpingError()
     # At a constant rate, each frame placed by its timestamp, as render_video.py reads it: a variable-frame-rate
     # source then lines up frame for frame with its stylisation.
     source_frames = video_io.FrameReader(source, size, queue_size=4, fps=source_info.fps)
     styled_frames = video_io.FrameReader(stylised, size, queue_size=4)
-    pairs = temporal.with_motion(source_frames, flow, workers=2, ahead=4)
+    pairs = temporal_blend.with_motion(source_frames, flow, workers=2, ahead=4)
     styled_iter = iter(styled_frames)
     counts = [0, 0]  # frames of the source, of the stylised video
     previous = None
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     source = utils.require_file(args.source, "SOURCE")
     stylised = utils.require_file(args.stylised, "STYLISED")
     device = utils.choose_device(args.device)
-    result = evaluate(source, stylised, temporal.FlowEstimator(args.flow, device=device))
+    result = evaluate(source, stylised, optical_flow.FlowEstimator(args.flow, device=device))
     print(f"warping error: {result['warping_error']:.4f}")
     print(f"({result['pairs']} frame pairs at {result['width']}x{result['height']}, flow {result['flow']}, "
           f"{100 * result['occluded_share']:.1f}% of the pixels occluded and left out)")

@@ -5,10 +5,11 @@
 
 The output has the input's size and orientation (EXIF rotation applied) unless --max-size or
 --scale make it smaller; grayscale input gives grayscale output, an alpha channel is kept, a
-palette image comes out as RGB(A), and 16-bit input gives 8-bit output. An image too large for
-the device's memory is rendered in overlapping tiles (--tile). Any model from train.py, from the
-PyTorch fast_neural_style example or from the original multi-style repo works. A conditional
-model (train.py --conditional) renders any of its styles or a mix of them:
+palette image comes out as RGB(A), and 16-bit, 32-bit and float input gives 8-bit output (read by
+the range its values use). An image too large for the device's memory is rendered in overlapping
+tiles (--tile). Any model from train.py, from the PyTorch fast_neural_style example or from the
+original multi-style repo works. A conditional model (train.py --conditional) renders any of its
+styles or a mix of them:
 
     python render_image.py --content-path photo.jpg --model-path styles.pth --output-path out.jpg --style-mix 0.3,0.7
 """

@@ -18,15 +18,9 @@ STYLE="${STYLE:-}"                                          # conditional models
 STYLE_MIX="${STYLE_MIX:-}"                                  # conditional models: one weight per style, e.g. 0.3,0.7
 
 # The default model, models/all-styles.pth, carries both bundled styles: unless a style, a mix or another
-# model is chosen (here or among the extra arguments), it renders their even mix.
-even_mix() {
-    [ "$MODEL" = models/all-styles.pth ] && [ -z "${STYLE}${STYLE_MIX}" ] || return 1
-    local arg
-    for arg in "$@"; do
-        case "$arg" in --style|--style=*|--style-mix|--style-mix=*|--model-path|--model-path=*|--model|--model=*|--list-styles) return 1 ;; esac
-    done
-}
-if even_mix "$@"; then STYLE_MIX=0.5,0.5; fi
+# model is chosen (here or among the extra arguments), it renders their even mix (tools/even_mix.sh).
+source ./tools/even_mix.sh
+if even_mix "$MODEL" "${STYLE}${STYLE_MIX}" "$@"; then STYLE_MIX=0.5,0.5; fi
 
 if [ ! -f "$MODEL" ]; then
     echo "error: no model at $MODEL: train one with run_training.sh, or set MODEL=path/to/model.pth" >&2

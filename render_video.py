@@ -16,7 +16,7 @@ mix that changes over the clip:
 
 --temporal (the default) takes out flicker: the previous output frame, warped along the optical
 flow of the source (computed in other threads while the network runs), is blended into each new
-one where that flow is reliable; see style_transfer/temporal.py. --no-temporal stylises every frame on its own.
+one where that flow is reliable; see style_transfer/temporal_blend.py. --no-temporal stylises every frame on its own.
 """
 
 import argparse
@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 import utils
-from style_transfer import model_files, rendering, style_choice, temporal, video_io
+from style_transfer import model_files, optical_flow, rendering, style_choice, temporal_blend, video_io
 
 Item = TypeVar("Item")
 
@@ -131,29 +131,36 @@ def main(argv: list[str] | None = None) -> None:
     reader = video_io.FrameReader(source, size, queue_size=2 * args.batch_size, fps=info.fps)  # a steady rate
     args.temporal = args.temporal and args.strength > 0  # with --strength 0 the source is given back as it is
     if args.temporal:  # the source's motion, estimated in other threads while the network runs
-        flow = temporal.FlowEstimator(*temporal.RENDER_FLOW, max_side=temporal.RENDER_FLOW_SIDE)
-        workers = temporal.flow_workers(device)
-        frames_and_motion = temporal.with_motion(reader, flow, workers, ahead=args.batch_size + workers)
-        blender = temporal.TemporalBlender()
+        flow = optical_flow.FlowEstimator(*temporal_blend.RENDER_FLOW, max_side=temporal_blend.RENDER_FLOW_SIDE)
+        workers = temporal_blend.flow_workers(device)
+        frames_and_motion = temporal_blend.with_motion(reader, flow, workers, ahead=args.batch_size + workers)
+        blender = temporal_blend.TemporalBlender()
     else:
         frames_and_motion = ((frame, None) for frame in reader)
     progress = tqdm(total=info.frames, unit="frame", dynamic_ncols=True)
     count = 0
     try:
         with utils.atomic_path(output) as temp:
-            writer = video_io.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec)
+            writer = video_io.VideoWriter(temp, size, info.fps, ffmpeg, args.crf, args.preset, audio_from, audio_codec,
+                                          sar=info.sar)
             try:
                 for items in batched(frames_and_motion, args.batch_size):
                     frames, motions = zip(*items, strict=True)
+                    # A compiled network is compiled for one batch size: the clip's short last batch is padded to
+                    # it with copies of its last frame (dropped again) rather than compiled anew (seconds to tens
+                    # of seconds; benchmarks/compile_last_batch.py).
+                    padded = args.batch_size if args.compile else len(frames)
                     # NCHW, contiguous: permute() alone leaves the channels_last layout, slower for the network
-                    batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float().contiguous()
+                    batch = torch.from_numpy(np.stack(frames + frames[-1:] * (padded - len(frames))))
+                    batch = batch.to(device).permute(0, 3, 1, 2).float().contiguous()
                     if schedule is not None:  # each frame's mix, set once per batch
-                        seconds = [float((count + i) / info.fps) for i in range(len(frames))]
+                        seconds = [float((count + min(i, len(frames) - 1)) / info.fps) for i in range(padded)]
                         network.set_style_mix(schedule.mixes(seconds))
                     try:
                         stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
                     except utils.TooLarge as exc:
                         raise utils.TooLarge(f"{exc}; try {smaller_settings(args, device)}") from None
+                    stylised = stylised[:len(frames)]
                     if args.temporal:
                         stylised = blender(stylised, list(motions))
                     writer.write(stylised.round().byte().permute(0, 2, 3, 1).contiguous().cpu().numpy())

@@ -10,7 +10,7 @@ For each clip, its first --frames frames (after --skip), scaled to --width, are 
 warm-up). evaluate_video.py gives the warping error of both (the flow on the source, DIS medium;
 --cross-check adds the error with another flow, so that a reduction is not an artefact of one flow method),
 and the mean PSNR between the two outputs says how close --temporal stays to the per-frame stylisation
-(frame 0, identical by construction, left out). The model name `stand-in` is temporal.flickering_network(),
+(frame 0, identical by construction, left out). The model name `stand-in` is stand_in.flickering_network(),
 a seeded random network that flickers by construction, for machines where no sharply trained model can be
 made. --trained WITHOUT,WITH adds the per-frame warping error of a model without and with --temporal-weight,
 and the PSNR between their outputs. Prints tables; --json writes every number with the machine and the
@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 import evaluate_video
 import render_video
 import utils
-from style_transfer import model_files, temporal, video_io
+from benchmarks import stand_in
+from style_transfer import model_files, optical_flow, temporal_blend, video_io
 
 STAND_IN = "stand-in"
 
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the cut clips' width; the height keeps the aspect ratio (default: %(default)s)")
     parser.add_argument("--repeats", type=utils.positive_int, default=1,
                         help="timed renders of each kind; the fastest counts (default: %(default)s)")
-    parser.add_argument("--cross-check", default=None, choices=temporal.FLOW_METHODS,
+    parser.add_argument("--cross-check", default=None, choices=optical_flow.FLOW_METHODS,
                         help="also measure the warping errors with this flow (default: none)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to render (default: %(default)s)")
@@ -91,7 +92,7 @@ def cut_clip(source: Path, output: Path, frames: int, skip: int, width: int) -> 
 
 
 def stand_in_model(path: Path) -> Path:
-    torch.save(temporal.flickering_network().state_dict(), path)
+    torch.save(stand_in.flickering_network().state_dict(), path)
     return path
 
 
@@ -123,9 +124,9 @@ def measure_clip(clip: Path, models: dict[str, Path], trained: list[Path], args:
     source = folder / f"{clip.stem}-cut.mp4"
     result = cut_clip(clip, source, args.frames, args.skip, args.width)
     size = result["width"], result["height"]
-    flows = {"dis": temporal.FlowEstimator("dis")}
+    flows = {"dis": optical_flow.FlowEstimator("dis")}
     if args.cross_check:
-        flows[args.cross_check] = temporal.FlowEstimator(args.cross_check)
+        flows[args.cross_check] = optical_flow.FlowEstimator(args.cross_check)
 
     def warping_errors(video: Path) -> dict[str, float]:
         return {name: evaluate_video.evaluate(source, video, flow)["warping_error"] for name, flow in flows.items()}
@@ -209,9 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     device = utils.choose_device(args.device)
     results = {"machine": model_files.machine_description(device), "torch": torch.__version__,
                "commands": [], "load_averages": [], "temporal_settings": {
-                   "blend": temporal.BLEND, "photo_tolerance": temporal.PHOTO_TOLERANCE,
-                   "cut_fraction": temporal.CUT_FRACTION, "render_flow": temporal.RENDER_FLOW,
-                   "render_flow_side": temporal.RENDER_FLOW_SIDE}, "evaluation_flow": "dis (medium)",
+                   "blend": temporal_blend.BLEND, "photo_tolerance": optical_flow.PHOTO_TOLERANCE,
+                   "cut_fraction": optical_flow.CUT_FRACTION, "render_flow": temporal_blend.RENDER_FLOW,
+                   "render_flow_side": temporal_blend.RENDER_FLOW_SIDE}, "evaluation_flow": "dis (medium)",
                "cross_check_flow": args.cross_check, "clips": []}
     if args.resume and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository root
 sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 
 import utils
-from style_transfer import model_files, rendering, temporal, video_io
+from style_transfer import model_files, optical_flow, rendering, temporal_blend, video_io, warping_error
 
 
 def to_frames(video: torch.Tensor) -> np.ndarray:
@@ -34,7 +34,7 @@ def split_errors(video: np.ndarray, measured: list, blended: list) -> tuple[floa
     sums, counts = np.zeros(2), np.zeros(2)
     for i in range(1, len(video)):
         visible = ~measured[i].occluded
-        warped = temporal.warp(video[i - 1].astype(np.float32) / 255, measured[i].backward)
+        warped = optical_flow.warp(video[i - 1].astype(np.float32) / 255, measured[i].backward)
         squared = 1000 * ((video[i].astype(np.float32) / 255 - warped) ** 2).mean(axis=-1)
         reliable = blended[i].reliability > 0.5
         for k, part in enumerate((visible & reliable, visible & ~reliable)):
@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=utils.positive_int, default=48, help="(default: %(default)s)")
     parser.add_argument("--width", type=utils.positive_int, default=480,
                         help="frames scaled to this width, the height keeping the aspect ratio (default: %(default)s)")
-    parser.add_argument("--render-preset", default=temporal.RENDER_FLOW[1], choices=list(temporal.DIS_PRESETS),
+    parser.add_argument("--render-preset", default=temporal_blend.RENDER_FLOW[1],
+                        choices=list(optical_flow.DIS_PRESETS),
                         help="DIS preset of the blender's flow (default: %(default)s, as render_video.py)")
-    parser.add_argument("--tolerance", default=",".join(f"{t:g}" for t in temporal.PHOTO_TOLERANCE), metavar="LOW,HIGH",
+    parser.add_argument("--tolerance", default=",".join(f"{t:g}" for t in optical_flow.PHOTO_TOLERANCE),
+                        metavar="LOW,HIGH",
                         help="the photometric check's tolerance, 0-255 (default: %(default)s, as render_video.py)")
     args = parser.parse_args(argv)
     clip = utils.require_file(args.clip, "CLIP")
@@ -72,20 +74,20 @@ def main(argv: list[str] | None = None) -> None:
         reader.close()
     if len(frames) < 2:
         raise utils.UserError(f"CLIP: {clip} has {len(frames)} frames OpenCV can read; at least 2 are needed")
-    render_flow = temporal.FlowEstimator("dis", args.render_preset, max_side=temporal.RENDER_FLOW_SIDE)
-    measure_flow = temporal.FlowEstimator("dis", "medium")  # as evaluate_video.py
-    blending = temporal.motions_of(frames, render_flow, (low, high))
-    measured = temporal.motions_of(frames, measure_flow)
+    render_flow = optical_flow.FlowEstimator("dis", args.render_preset, max_side=temporal_blend.RENDER_FLOW_SIDE)
+    measure_flow = optical_flow.FlowEstimator("dis", "medium")  # as evaluate_video.py
+    blending = optical_flow.motions_of(frames, render_flow, (low, high))
+    measured = optical_flow.motions_of(frames, measure_flow)
     model = model_files.load_transformer(utils.require_file(args.model, "--model"))
     batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
     per_frame = torch.cat([rendering.stylize(model, part) for part in batch.split(8)])
-    blended = temporal.TemporalBlender()(per_frame, blending)
+    blended = temporal_blend.TemporalBlender()(per_frame, blending)
     print(f"{clip.name}: {len(frames)} frames at {size[0]}x{size[1]}, model {args.model}, blender flow DIS "
           f"{args.render_preset}, tolerance {args.tolerance}; scene cuts at pairs "
           f"{[i for i, m in enumerate(blending) if m is not None and m.cut]}")
     for name, video in (("per-frame", per_frame), ("--temporal", blended)):
         video = to_frames(video)
-        metric = temporal.warping_error_of(video, measured)
+        metric = warping_error.warping_error_of(video, measured)
         reliable, rest, share = split_errors(video, measured, blending)
         print(f"{name:>10}: warping error {metric.value:.4f} | reliable pixels {reliable:.4f} | the other "
               f"{100 * share:.1f}% {rest:.4f}")

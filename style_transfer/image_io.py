@@ -1,5 +1,6 @@
-"""Image files: reading any kind upright (EXIF, gray, alpha, 16-bit, palette), tensors from and to
-PIL images, and writing in the format the extension names."""
+"""Image files: reading any kind upright (EXIF, gray, alpha, 16-bit, 32-bit and float, palette), tensors from and
+to PIL images, and writing in the format the extension names. Also the one place that sets how large an image the
+suite reads (MAX_PIXELS)."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,15 @@ from PIL import Image, ImageOps
 from utils import UserError, atomic_path, warn
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+# Pillow warns above 89 megapixels and refuses above 179 as a possible "decompression bomb": far too few for the
+# images of any size that render_image.py renders in tiles. Its own check is switched off here, deliberately and
+# in this one place (Image.MAX_IMAGE_PIXELS is Pillow's global setting), and open_picture() applies ours instead,
+# from the header, before anything is decoded: a file that claims more than MAX_PIXELS is refused in one line.
+# 2 gigapixels decode to 6 GB of RGB, what a workstation can still hold; a forged header claims far more.
+MAX_PIXELS = 2_000_000_000
+LARGE_PIXELS = 500_000_000  # above this, one warning line says how much memory the image takes
+Image.MAX_IMAGE_PIXELS = None
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -69,19 +79,46 @@ class Picture:
         return image
 
 
+def check_pixel_count(path: str | Path, size: tuple[int, int]) -> None:
+    """UserError for an image of more than MAX_PIXELS (see there); one warning line above LARGE_PIXELS."""
+    pixels = size[0] * size[1]
+    if pixels > MAX_PIXELS:
+        raise UserError(f"cannot read image {path}: it claims {size[0]}x{size[1]} pixels ({pixels / 1e6:,.0f} "
+                        f"megapixels), more than the {MAX_PIXELS / 1e6:,.0f} this suite reads (a damaged or "
+                        "forged file?)")
+    if pixels > LARGE_PIXELS:
+        warn(f"{path} has {pixels / 1e6:,.0f} megapixels: decoding it takes about {pixels * 3 / 1e9:.1f} GB of "
+             "memory")
+
+
+def to_8_bit(image: Image.Image) -> Image.Image:
+    """A gray image of mode I (32-bit integer), I;16* (16-bit) or F (32-bit float) as 8-bit gray (mode L), by the
+    range its values use: 16-bit (and mode I whose maximum is at most 65535) divided by 257; mode I beyond that
+    scaled by its own maximum; float in 0-1 (its maximum at most 1, the common convention) times 255, float beyond
+    that (0-255 data, or HDR) scaled by its maximum, so that no range comes out black or white. Negative values and
+    NaN become black."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(values.max()) if values.size else 0.0
+    if image.mode == "F":
+        scale = 255 if peak <= 1 else 255 / peak
+    else:
+        scale = 1 / 257 if image.mode != "I" or peak <= 65535 else 255 / peak
+    return Image.fromarray((values * scale).round().clip(0, 255).astype(np.uint8))
+
+
 def open_picture(path: str | Path) -> Picture:
-    """Open any image Pillow reads, upright (EXIF orientation applied); 16-bit becomes 8-bit."""
+    """Open any image Pillow reads, upright (EXIF orientation applied); 16-bit, 32-bit and float become 8-bit."""
     try:
         with Image.open(path) as opened:
+            check_pixel_count(path, opened.size)
             image = ImageOps.exif_transpose(opened)
             image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read image {path}: {exc}") from None
     # A profile describes RGB or gray pixels; a CMYK or Lab one would not fit the RGB we make of those.
     icc_profile = image.info.get("icc_profile") if image.mode not in ("CMYK", "LAB", "HSV") else None
-    if image.mode.startswith("I") or image.mode == "F":  # 16-bit gray (I;16*, or I from older Pillow)
-        scale = 1 if image.mode == "F" else 257
-        image = Image.fromarray((np.asarray(image, dtype=np.float64) / scale).round().clip(0, 255).astype(np.uint8))
+    if image.mode.startswith("I") or image.mode == "F":
+        image = to_8_bit(image)
     grayscale = image.mode in ("1", "L", "LA", "La")
     if "transparency" in image.info or image.mode in ("PA", "RGBa", "La"):
         image = image.convert("RGBA")  # palette or single-colour transparency as an alpha channel

@@ -40,8 +40,9 @@ class VideoInfo:
     width: int  # of the frames as OpenCV decodes them (upright)
     height: int
     fps: Fraction
-    frames: int | None  # the container's count, an estimate; None if unknown
+    frames: int | None  # the video stream's count, an estimate in some files (see probe_video); None if unknown
     audio: str | None  # the first audio stream's codec; None without audio (or without ffmpeg)
+    sar: Fraction | None = None  # the sample (pixel) aspect ratio where it is not 1:1 (anamorphic video)
 
 
 def probe_video(path: Path, ffmpeg: str | None) -> VideoInfo:
@@ -59,10 +60,29 @@ def probe_video(path: Path, ffmpeg: str | None) -> VideoInfo:
         text = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, text=True,
                               errors="replace", stdin=subprocess.DEVNULL).stderr
     audio = re.search(r"Stream #\S+.*?: Audio: (\w+)", text)
-    listed_fps = re.search(r"Stream #\S+.*?: Video: .*?([\d.]+) (?:fps|tbr)", text)
-    return VideoInfo(frame.shape[1], frame.shape[0],
-                     _frame_rate([cv_fps, float(listed_fps.group(1)) if listed_fps else 0.0]),
-                     frames if frames > 0 else None, audio.group(1) if audio else None)
+    video = _video_stream(text)
+    listed_fps = re.search(r": Video: .*?([\d.]+) (?:fps|tbr)", video)
+    fps = _frame_rate([cv_fps, float(listed_fps.group(1)) if listed_fps else 0.0])
+    # OpenCV counts from the container's duration where the stream does not say its count (Matroska, WebM):
+    # a sound that outlasts the picture inflates it. There, the video stream's own DURATION tag says it.
+    duration = re.search(r"^\s+DURATION\s*: (\d+):(\d+):([\d.]+)", video, re.M)
+    if duration:
+        hours, minutes, seconds = duration.groups()
+        frames = round((3600 * int(hours) + 60 * int(minutes) + float(seconds)) * fps)
+    sar = re.search(r"\[SAR (\d+):(\d+) DAR", video)
+    sar = Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(1)) and int(sar.group(2)) else None
+    return VideoInfo(frame.shape[1], frame.shape[0], fps, frames if frames > 0 else None,
+                     audio.group(1) if audio else None, sar if sar != 1 else None)
+
+
+def _video_stream(ffmpeg_info: str) -> str:
+    """The part of `ffmpeg -i`'s description about the first video stream: its line and its metadata."""
+    lines = ffmpeg_info.splitlines()
+    start = next((i for i, line in enumerate(lines) if re.match(r"\s*Stream #\S+.*?: Video: ", line)), None)
+    if start is None:
+        return ""
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"\s*Stream #|\S", lines[i])), len(lines))
+    return "\n".join(lines[start:end])
 
 
 def _frame_rate(candidates: list[float]) -> Fraction:
@@ -180,12 +200,14 @@ class VideoWriter:
     """Encode RGB uint8 NxHxWx3 batches in a background thread: H.264 (yuv420p) by piping raw frames
     to ffmpeg, with the audio of `audio_from` muxed in; without ffmpeg, OpenCV's mp4v writer, no audio.
 
-    yuv420p needs even sides: an odd height or width gets its last row or column repeated once.
+    yuv420p needs even sides: an odd height or width gets its last row or column repeated once. `sar`: the
+    sample aspect ratio to mark the output with (anamorphic video is carried over as it is, not resampled to square
+    pixels); OpenCV's writer cannot mark it.
     """
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, ffmpeg: str | None, crf: int = 18,
                  preset: str = "medium", audio_from: Path | None = None, audio_codec: str = "copy",
-                 queue_size: int = 4):
+                 queue_size: int = 4, sar: Fraction | None = None):
         width, height = size
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: Exception | None = None
@@ -203,7 +225,8 @@ class VideoWriter:
                 command += ["-b:a", "192k"] if audio_codec != "copy" else []
             command += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
                         "-vf", "scale=out_color_matrix=bt709:out_range=tv,"
-                               "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"]
+                               "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"
+                               + (f",setsar={sar.numerator}/{sar.denominator}" if sar else "")]
             if path.suffix.lower() in (".mp4", ".m4v", ".mov"):
                 command += ["-movflags", "+faststart"]
             # Its own session: Ctrl-C reaches only us, and we stop ffmpeg ourselves.

@@ -17,6 +17,7 @@ from conftest import (
     run_script,
     write_noise_image,
 )
+from style_transfer import image_io
 from transformer_net import TransformerNet
 from utils import UserError
 
@@ -297,3 +298,67 @@ def test_an_output_that_would_overwrite_the_input_is_refused(tmp_path, model_fil
                                  "--output-path", output, *extra)
     assert_clean_failure(result, "--output-path", "input")
     assert {path: path.read_bytes() for path in photos.rglob("*") if path.is_file()} == before
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims `width` x `height` pixels (its IHDR patched, the CRC made to match)."""
+    import struct
+    import zlib
+
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR's data starts after the signature, length and type
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_image_claiming_absurd_dimensions_is_one_error_line(tmp_path, model_file):
+    content = png_claiming(tmp_path / "forged.png", 100_000, 100_000)  # 10 gigapixels in 70 bytes
+    result = run_script("render_image.py", "--content-path", content, "--model-path", model_file,
+                        "--output-path", tmp_path / "out.png", "--max-size", "256", cwd=tmp_path)
+    assert_clean_failure(result, str(content), "100000x100000", "megapixels")
+    assert "Warning" not in result.stderr and not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.slow
+def test_an_image_over_pillows_own_limits_loads_without_its_warning(tmp_path, recwarn):
+    """Pillow warns (DecompressionBombWarning) above 89 megapixels and refuses above 179: images of any size
+    must load, without Python's warning."""
+    path = tmp_path / "large.png"
+    Image.new("1", (15_000, 12_000), 1).save(path)  # 180 megapixels, a 1-bit PNG of a few hundred kB
+    picture = image_io.open_picture(path)
+    assert picture.rgb.size == (15_000, 12_000) and picture.rgb.getpixel((14_999, 11_999)) == (255, 255, 255)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_a_very_large_image_gets_one_warning_line_of_ours(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(image_io, "LARGE_PIXELS", 100)  # the module's own setting, instead of a huge file
+    path = write_noise_image(tmp_path / "big.png", 12, 10, seed=1)
+    capsys.readouterr()
+    image_io.open_picture(path)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "megapixels" in lines[0], lines
+
+
+def ramp(low: float, high: float) -> np.ndarray:
+    return np.linspace(low, high, 16 * 20).reshape(16, 20)
+
+
+@pytest.mark.parametrize("mode,values,expected", [
+    ("F", ramp(0, 1), ramp(0, 255)),  # float in 0-1, the common convention (rendered black before)
+    ("F", ramp(0, 255), ramp(0, 255)),  # float in 0-255
+    ("F", ramp(0, 4), ramp(0, 255)),  # HDR: scaled by its maximum
+    ("I", ramp(0, 65535), ramp(0, 255)),  # 32-bit integer holding 16-bit values
+    ("I", ramp(0, 1_000_000), ramp(0, 255)),  # 32-bit integer by its own range (was divided by 257: white)
+    ("I;16", ramp(0, 65535), ramp(0, 255)),
+], ids=["float 0-1", "float 0-255", "float HDR", "int32 16-bit range", "int32 wide range", "uint16"])
+def test_float_and_32_bit_tiffs_are_read_by_their_range(tmp_path, mode, values, expected):
+    path = tmp_path / "gray.tif"
+    dtype = {"F": np.float32, "I": np.int32, "I;16": np.uint16}[mode]
+    Image.fromarray(values.astype(dtype)).save(path)
+    with Image.open(path) as written:
+        assert written.mode == mode
+    picture = image_io.open_picture(path)
+    assert picture.grayscale
+    assert np.abs(np.asarray(picture.rgb)[..., 0] - expected).max() <= 1

@@ -1,4 +1,5 @@
 import re
+import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 import evaluate_video
 import render_video
 from conftest import assert_clean_failure, assert_usage_error, files_under, run_main_in_process, run_script
-from style_transfer import rendering, temporal, video_io
+from style_transfer import optical_flow, rendering, video_io
 from transformer_net import TransformerNet
 from utils import UserError
 
@@ -381,7 +382,7 @@ def test_the_warping_error_of_a_variable_frame_rate_video_compares_the_frames_re
                     "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-y", str(constant)], check=True,
                    stdin=subprocess.DEVNULL)
     render(workdir, tmp_path / "constant-out.mp4", "--strength", "0", "--no-temporal", "--crf", "12", clip=constant)
-    flow = temporal.FlowEstimator("dis")
+    flow = optical_flow.FlowEstimator("dis")
     variable = evaluate_video.evaluate(clip, tmp_path / "out.mp4", flow)["warping_error"]
     steady = evaluate_video.evaluate(constant, tmp_path / "constant-out.mp4", flow)["warping_error"]
     assert variable < 2 * steady + 0.5, (variable, steady)
@@ -400,3 +401,49 @@ def test_a_constant_rate_keeps_every_frame_and_a_variable_one_is_placed_by_its_t
     assert out([0, 0.1, 0.3, 0.35, 0.4], Fraction(10)) == [0, 1, 1, 2, 3]  # 1 held for its time; 4's slot is taken
     assert out([0, 0, 0], Fraction(10)) == [0, 1, 2]  # no usable timestamps: every frame, in order
     assert out([0, 0.5], None) == [0, 1]
+
+
+def aspect(path: Path) -> tuple[str, str]:
+    """The video stream's sample and display aspect ratios as `ffmpeg -i` gives them, e.g. ("16:11", "64:33")."""
+    return re.search(r"Video: .*\[SAR (\d+:\d+) DAR (\d+:\d+)\]", streams(path)).groups()
+
+
+@pytest.mark.parametrize("resize", ["1", "0.5"])
+def test_anamorphic_video_keeps_its_sample_aspect_ratio(workdir, tmp_path, resize):
+    """DV and HDV store non-square pixels: without the source's SAR the output was shown squeezed."""
+    source = tmp_path / "anamorphic.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=12", "-t", "0.5",
+                    "-vf", "setsar=16/11", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-y", str(source)],
+                   check=True, stdin=subprocess.DEVNULL)
+    assert aspect(source) == ("16:11", "64:33")
+    render(workdir, tmp_path / "styled.mp4", "--no-temporal", "--resize", resize, clip=source)
+    assert aspect(tmp_path / "styled.mp4") == ("16:11", "64:33")
+
+
+def test_an_mkv_whose_sound_outlasts_its_picture_is_counted_by_its_video(workdir, tmp_path, capsys):
+    """OpenCV counts a Matroska file's frames from the container's duration, which its sound may set: 10 frames of
+    picture with 2 s of sound were announced as 20, with a false "damaged or cut short?" warning."""
+    source = tmp_path / "long sound.mkv"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1",
+                    "-f", "lavfi", "-i", "sine=duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    "-y", str(source)], check=True, stdin=subprocess.DEVNULL)
+    assert video_io.probe_video(source, FFMPEG).frames == 10  # the progress bar's total
+    result = run_main_in_process(capsys, render_video.main, "--input", source, "--model", workdir / "my model.pth",
+                                 "--save-name", tmp_path / "styled.mkv", "--device", "cpu", "--no-temporal")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    assert len(frames(tmp_path / "styled.mkv")) == 10
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="torch.compile needs a C++ compiler")
+def test_compile_compiles_once_for_a_clip_whose_last_batch_is_short(workdir, tmp_path):
+    """10 frames in batches of 4: the last batch of 2 used to be compiled anew (10-15 s per clip on a GPU)."""
+    from torch._dynamo.utils import counters
+
+    source = make_clip(tmp_path / "ten frames.mp4", size="32x24", rate="10", seconds=1, audio=None)
+    torch._dynamo.reset()
+    counters.clear()
+    render(workdir, tmp_path / "styled.mp4", "--compile", "--batch-size", "4", "--no-temporal", "--precision", "fp32",
+           clip=source)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert len(frames(tmp_path / "styled.mp4")) == 10

@@ -245,3 +245,19 @@ def test_render_image_sh_mixes_the_bundled_model_only_when_nothing_else_is_chose
     assert np.array_equal(run_script("style", "--style", "1"), rendered(tmp_path, bundled, photo, "--style", "1"))
     plain = run_script("plain", "--model-path", str(models["plain"]))
     assert np.array_equal(plain, rendered(tmp_path, models["plain"], photo))
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("flag", ["--model-path", "--model"])
+def test_render_video_sh_does_not_mix_another_model_given_as_an_extra_argument(tmp_path, clip, models, flag):
+    """render_video.sh's guard once listed --model but not --model-path: a plain model given so got the bundled
+    model's even mix, which a plain model refuses. Both scripts now share one list (tools/even_mix.sh)."""
+    if not (Path(sys.prefix) / ".requirements.sha256").exists():
+        pytest.skip("not running inside a venv made by setup_env.sh")
+    environment = {**os.environ, "VENV_DIR": sys.prefix, "INPUT": str(clip), "SAVE_NAME": str(tmp_path / "out.mp4"),
+                   "DEVICE": "cpu", "PRECISION": "fp32"}
+    environment.pop("MODEL", None)
+    result = subprocess.run(["bash", str(ROOT / "render_video.sh"), flag, str(models["plain"]), "--no-temporal",
+                             "--crf", "0"], env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(frames(tmp_path / "out.mp4"), video(tmp_path, clip, models["plain"], "direct.mp4"))

@@ -4,6 +4,8 @@ import csv
 import itertools
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -18,13 +20,15 @@ import evaluate_video
 import render_video
 import train
 from conftest import (
+    ROOT,
     assert_clean_failure,
     assert_usage_error,
     run_main_in_process,
     save_random_model,
     train_args,
 )
-from style_transfer import temporal, temporal_loss, video_io
+from style_transfer import optical_flow, temporal_blend, temporal_loss, video_io
+from style_transfer.warping_error import WarpingError
 
 FPS = 12
 
@@ -102,14 +106,14 @@ def moving_square() -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
 
 def test_uncovered_pixels_are_masked_as_occluded_and_left_out_of_the_error():
     first, second, uncovered = moving_square()
-    motion = temporal.estimate_motion(first, second, temporal.FlowEstimator("dis", "medium"))
+    motion = optical_flow.estimate_motion(first, second, optical_flow.FlowEstimator("dis", "medium"))
     assert motion.occluded[uncovered].mean() > 0.7
     assert motion.occluded[:, 50:].mean() < 0.1  # the still background far from the square
     # A perfectly consistent "stylisation" (the frames themselves): only the uncovered strip, where frame t-1
     # warped to t shows the square, differs; the mask leaves it out, counting everything does not.
-    masked, unmasked = temporal.WarpingError(), temporal.WarpingError()
+    masked, unmasked = WarpingError(), WarpingError()
     masked.add(first, second, motion)
-    unmasked.add(first, second, temporal.Motion(motion.backward, np.zeros_like(motion.occluded),
+    unmasked.add(first, second, optical_flow.Motion(motion.backward, np.zeros_like(motion.occluded),
                                                 motion.reliability, motion.cut))
     assert masked.value < 0.3 * unmasked.value
 
@@ -118,15 +122,15 @@ def test_the_two_warps_agree():
     rng = np.random.default_rng(0)
     image = rng.random((20, 30, 3), dtype=np.float32)
     flow = rng.normal(0, 2, (20, 30, 2)).astype(np.float32)
-    on_tensor = temporal.warp_tensor(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(flow))
-    assert np.abs(on_tensor.permute(1, 2, 0).numpy() - temporal.warp(image, flow)).max() < 1e-4
+    on_tensor = optical_flow.warp_tensor(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(flow))
+    assert np.abs(on_tensor.permute(1, 2, 0).numpy() - optical_flow.warp(image, flow)).max() < 1e-4
 
 
 def test_raft_gives_a_flow_of_the_frames_size():
     from torchvision.models.optical_flow import raft_small
 
     torch.manual_seed(0)
-    raft = temporal.RaftFlow(torch.device("cpu"), raft_small())  # untrained: only the plumbing is tested
+    raft = optical_flow.RaftFlow(torch.device("cpu"), raft_small())  # untrained: only the plumbing is tested
     first, second, _ = moving_square()
     flow = raft(first[:46, :60], second[:46, :60])  # sides not multiples of 8
     assert flow.shape == (46, 60, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
@@ -151,9 +155,9 @@ def stylise(frames: list[np.ndarray]) -> torch.Tensor:
     return (batch + 20 * torch.randn(batch.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 255)
 
 
-def motions_of(frames: list[np.ndarray]) -> list[temporal.Motion | None]:
-    flow = temporal.FlowEstimator(*temporal.RENDER_FLOW)
-    return [None] + [temporal.estimate_motion(a, b, flow) for a, b in itertools.pairwise(frames)]
+def motions_of(frames: list[np.ndarray]) -> list[optical_flow.Motion | None]:
+    flow = optical_flow.FlowEstimator(*temporal_blend.RENDER_FLOW)
+    return [None] + [optical_flow.estimate_motion(a, b, flow) for a, b in itertools.pairwise(frames)]
 
 
 def test_a_scene_cut_is_not_blended_but_a_small_move_is():
@@ -161,7 +165,7 @@ def test_a_scene_cut_is_not_blended_but_a_small_move_is():
     motions = motions_of(frames)
     assert [m.cut for m in motions[1:]] == [False, False, True, False]
     stylised = stylise(frames)
-    blended = temporal.TemporalBlender()(stylised, motions)
+    blended = temporal_blend.TemporalBlender()(stylised, motions)
     assert torch.equal(blended[0], stylised[0]) and torch.equal(blended[3], stylised[3])  # fresh after the cut
     for i in (1, 2, 4):  # blended where the scene goes on: steadier than the noisy stylisation
         assert (blended[i] - stylised[i]).abs().mean() > 5
@@ -171,8 +175,8 @@ def test_blending_follows_the_frames_batch_by_batch():
     frames = pan(scene(6), 6)
     motions = motions_of(frames)
     stylised = stylise(frames)
-    whole = temporal.TemporalBlender()(stylised, motions)
-    blender = temporal.TemporalBlender()
+    whole = temporal_blend.TemporalBlender()(stylised, motions)
+    blender = temporal_blend.TemporalBlender()
     in_batches = torch.cat([blender(stylised[i:i + 4], motions[i:i + 4]) for i in (0, 4)])
     assert torch.allclose(whole, in_batches)
 
@@ -185,8 +189,8 @@ def test_motion_is_estimated_a_bounded_number_of_frames_ahead():
             pulled.append(frame)
             yield frame
 
-    flow = temporal.FlowEstimator(*temporal.RENDER_FLOW)
-    for consumed, (_, motion) in enumerate(temporal.with_motion(frames(), flow, workers=2, ahead=3), 1):
+    flow = optical_flow.FlowEstimator(*temporal_blend.RENDER_FLOW)
+    for consumed, (_, motion) in enumerate(temporal_blend.with_motion(frames(), flow, workers=2, ahead=3), 1):
         assert len(pulled) - consumed <= 3  # only `ahead` frames are held beyond the one handed out
         assert (motion is None) == (consumed == 1)
     assert consumed == 12
@@ -322,3 +326,19 @@ def test_flicker_split_shows_less_flicker_with_blending_and_refuses_bad_input(tm
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("not a video")
     assert_clean_failure(run_main_in_process(capsys, flicker_split.main, not_a_video), "cannot read video")
+
+
+def test_frames_too_small_or_thin_for_opencvs_dis_still_render_with_temporal(tmp_path, flickery_model, panning_clip):
+    """DIS refuses frames with both sides under 12 (a cv2 traceback for --resize 0.15 of a small clip) and
+    crashed the process on some thin ones (12x64, 16x100): the flow is computed on an enlarged copy instead."""
+    output = render(panning_clip, flickery_model, tmp_path / "tiny.mp4", "--resize", "0.15")  # 10x7 frames
+    assert output.is_file() and video_io.probe_video(output, video_io.find_ffmpeg()).frames == 10
+    script = ("import numpy as np\nfrom style_transfer import optical_flow\n"
+              "rng = np.random.default_rng(0)\n"
+              "for shape in [(7, 10), (12, 64), (16, 100), (100, 16), (24, 384)]:\n"
+              "    for preset in optical_flow.DIS_PRESETS:\n"
+              "        first = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)\n"
+              "        flow = optical_flow.FlowEstimator('dis', preset)(first, np.roll(first, 1, axis=1))\n"
+              "        assert flow.shape == (*shape, 2) and np.isfinite(flow).all()\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]  # in another process: a crash would end this one

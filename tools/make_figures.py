@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository root
 sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 
 import utils
-from style_transfer import image_io, model_files, rendering, temporal, video_io
+from benchmarks import stand_in
+from style_transfer import image_io, model_files, optical_flow, rendering, temporal_blend, video_io, warping_error
 
 CONTENT = ROOT / "images/content-images"
 STYLES = ROOT / "images/style-images"
@@ -95,12 +96,12 @@ def flicker_row(model: torch.nn.Module, name: str, frames: list[np.ndarray], ble
     measures it (the Motions `measured`; occluded pixels black)."""
     batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
     per_frame = rendering.stylize(model, batch)
-    blended = temporal.TemporalBlender()(per_frame, blending)
+    blended = temporal_blend.TemporalBlender()(per_frame, blending)
     tiles = [tile(Image.fromarray(frames[-1]), "demo clip")]
     for label, video in (("frame by frame", per_frame), ("--temporal", blended)):
         video = video.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-        metric = temporal.warping_error_of(video, measured)
-        warped = temporal.warp(video[-2].astype(np.float32), measured[-1].backward)
+        metric = warping_error.warping_error_of(video, measured)
+        warped = optical_flow.warp(video[-2].astype(np.float32), measured[-1].backward)
         change = np.abs(video[-1] - warped).mean(axis=-1)
         change[measured[-1].occluded] = 0
         tiles.append(tile(Image.fromarray(video[-1]), f"{name}, {label}"))
@@ -117,12 +118,13 @@ def flicker_figure() -> Image.Image:
     finally:
         reader.close()
     motions = {}
-    for use, flow in (("blending", temporal.FlowEstimator(*temporal.RENDER_FLOW, max_side=temporal.RENDER_FLOW_SIDE)),
-                      ("measured", temporal.FlowEstimator("dis", "medium"))):  # as render_video.py, evaluate_video.py
-        motions[use] = temporal.motions_of(frames, flow)
+    blending = optical_flow.FlowEstimator(*temporal_blend.RENDER_FLOW, max_side=temporal_blend.RENDER_FLOW_SIDE)
+    measuring = optical_flow.FlowEstimator("dis", "medium")
+    for use, flow in (("blending", blending), ("measured", measuring)):  # as render_video.py, evaluate_video.py
+        motions[use] = optical_flow.motions_of(frames, flow)
     strokes = model_files.load_transformer(MODELS / "brush-strokes.pth")
     return column([flicker_row(strokes, "brush-strokes.pth", frames, **motions),
-                   flicker_row(temporal.flickering_network(), "a flickering network", frames, **motions)])
+                   flicker_row(stand_in.flickering_network(), "a flickering network", frames, **motions)])
 
 
 def save(figure: Image.Image, path: Path) -> None:

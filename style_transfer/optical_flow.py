@@ -1,8 +1,6 @@
-"""Motion between video frames and what it is used for: optical flow, warping, the occlusion mask, the warping
-error of a stylised video (evaluate_video.py), and the blending that takes flicker out (render_video.py
---temporal).
-
-Everything is measured on the *source* frames, whose motion is real; the stylised frames only get warped.
+"""Motion between video frames, measured on the *source* frames (whose motion is real): optical flow,
+warping, the occlusion mask, and the Motion from one frame to the next with its reliability and scene-cut
+verdict. The warping error (warping_error.py) and the --temporal blending (temporal_blend.py) build on it.
 
 - Flow: OpenCV's DIS (the default) or Farneback, which need no weights; torchvision's RAFT where its weights
   are already on disk (nothing is downloaded). A flow field is HxWx2 float32 in pixels: `flow[y, x] = (dx, dy)`
@@ -10,20 +8,12 @@ Everything is measured on the *source* frames, whose motion is real; the stylise
 - Occlusion: the forward-backward consistency check and the motion-boundary check of Ruder et al. (2016), as in
   the evaluation code of Lai et al., "Learning Blind Video Temporal Consistency" (ECCV 2018); pixels whose
   motion leads out of the previous frame count as occluded too.
-- Warping error (Lai et al.): the mean over consecutive pairs of the mean squared difference, over the pixels
-  that are not occluded, between stylised frame t and stylised frame t-1 warped to t (RGB in 0-1, times 1000).
-- Blending: the previous *output* frame, warped to t, is mixed into the fresh stylisation of frame t where
-  the motion is reliable (not occluded, and the warped previous source frame matches the current one), and
-  not at all after a scene cut. Output t is then a running average along the motion, so what flickers from
-  frame to frame averages out, while what is new (occlusions, cuts, fast motion) comes from frame t alone.
+- Reliability: where frame t-1, warped, may stand in for frame t: not occluded, and the warped previous source
+  frame matches the current one; a frame with too few reliable pixels follows a scene cut.
 """
 
-import collections
 import itertools
-import os
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,13 +27,15 @@ from utils import UserError
 FLOW_METHODS = ["dis", "farneback", "raft"]
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+# OpenCV's DIS (5.0) refuses frames with both sides under 12 pixels, and crashes the process (a segmentation
+# fault) on some thin ones, e.g. 12x64 or 16x100, whose coarsest pyramid level gets too small. Every shape whose
+# shorter side is at least 32 ran (tried up to 32x4096 with each preset): a frame with a shorter side below that
+# gets its flow computed on a copy enlarged by a whole factor (the flow is then scaled back exactly).
+DIS_MIN_SIDE = 32
 
-# Blending (render_video.py --temporal); chosen from the measurements in benchmarks/flicker.py's records.
-BLEND = 0.8  # at most this much of the warped previous output goes into a frame
+# Reliability of the motion; chosen from the measurements in benchmarks/flicker.py's records.
 PHOTO_TOLERANCE = (20.0, 60.0)  # mean |warped previous source - source| (0-255) where reliability falls 1 -> 0
 CUT_FRACTION = 0.3  # a frame with less than this share of reliable pixels follows a scene cut: no blending
-RENDER_FLOW = "dis", "fast"  # flow method and DIS preset while rendering (evaluation uses DIS medium)
-RENDER_FLOW_SIDE = 640  # while rendering, the flow is computed with the longer side at most this many pixels
 
 
 class FlowEstimator:
@@ -64,6 +56,13 @@ class FlowEstimator:
     def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         if self._raft is not None:
             return self._raft(first, second)
+        height, width = first.shape[:2]
+        if self.method == "dis" and min(height, width) < DIS_MIN_SIDE:  # e.g. a tiny frame of --resize 0.1
+            factor = -(-DIS_MIN_SIDE // min(height, width))  # a whole factor: the flow maps back exactly
+            enlarged = (cv2.resize(f, (width * factor, height * factor), interpolation=cv2.INTER_LINEAR)
+                        for f in (first, second))
+            flow = self(*enlarged)
+            return cv2.resize(flow, (width, height), interpolation=cv2.INTER_AREA) / np.float32(factor)
         first, second = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (first, second))
         if self.method == "dis":
             if not hasattr(self._local, "dis"):
@@ -186,79 +185,11 @@ def _motion(previous: np.ndarray, current: np.ndarray, flow: FlowEstimator,
     return Motion(backward, occluded, reliability * (not cut), cut)
 
 
-def with_motion(frames: Iterable[np.ndarray], flow: FlowEstimator, workers: int = 1,
-                ahead: int = 2) -> Iterator[tuple[np.ndarray, Motion | None]]:
-    """Each frame with its Motion from the frame before (None for the first).
-
-    The motion is estimated by `workers` threads, `ahead` frames ahead of the caller: it runs alongside
-    whatever the caller does with the frames (the network), and only `ahead` + 1 frames are held at a time.
-    """
-    pending: collections.deque[tuple[np.ndarray, Future | None]] = collections.deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flow") as pool:
-        try:
-            previous = None
-            for frame in frames:
-                job = pool.submit(estimate_motion, previous, frame, flow) if previous is not None else None
-                pending.append((frame, job))
-                previous = frame
-                if len(pending) > ahead:
-                    frame, job = pending.popleft()
-                    yield frame, job.result() if job else None
-            while pending:
-                frame, job = pending.popleft()
-                yield frame, job.result() if job else None
-        finally:
-            for _, job in pending:
-                if job is not None:
-                    job.cancel()
-
-
-def flow_workers(device: torch.device) -> int:
-    """Threads for the flow while rendering: on the CPU one, as the network needs the cores; beside a GPU,
-    enough to keep up with it."""
-    return 1 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 2))
-
-
 def motions_of(frames: list[np.ndarray], flow: FlowEstimator,
                tolerance: tuple[float, float] = PHOTO_TOLERANCE) -> list[Motion | None]:
     """The Motion into each of a short list of frames held in memory (None for the first); with_motion() streams."""
     return [None] + [estimate_motion(a, b, flow, tolerance) for a, b in itertools.pairwise(frames)]
 
-
-def warping_error_of(video: np.ndarray, motions: list[Motion | None]) -> "WarpingError":
-    """The WarpingError of NxHxWx3 uint8 stylised frames along the source's motions_of()."""
-    metric = WarpingError()
-    for i in range(1, len(video)):
-        metric.add(video[i - 1], video[i], motions[i])
-    return metric
-
-
-class WarpingError:
-    """The warping error of a stylised video (Lai et al. 2018), accumulated pair by pair."""
-
-    def __init__(self):
-        self.pair_errors: list[float] = []
-        self.skipped = 0  # pairs without a single pixel that is not occluded
-        self.masked = 0.0  # sum over pairs of the occluded share of the pixels
-
-    def add(self, previous: np.ndarray, current: np.ndarray, motion: Motion) -> None:
-        """Stylised frames t-1 and t, RGB uint8 HxWx3, and the source's Motion from t-1 to t."""
-        visible = ~motion.occluded
-        self.masked += 1 - float(visible.mean())
-        if not visible.any():
-            self.skipped += 1
-            return
-        warped = warp(previous.astype(np.float32) / 255, motion.backward)
-        squared = ((current.astype(np.float32) / 255 - warped) ** 2).sum(axis=-1)
-        self.pair_errors.append(1000 * float(squared[visible].sum()) / (3 * int(visible.sum())))
-
-    @property
-    def value(self) -> float:
-        return float(np.mean(self.pair_errors)) if self.pair_errors else 0.0
-
-    @property
-    def pairs(self) -> int:
-        return len(self.pair_errors) + self.skipped
 
 
 def warp_tensor(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -269,39 +200,3 @@ def warp_tensor(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     grid = torch.stack([(xs + flow[..., 0]) * (2 / max(width - 1, 1)) - 1,
                         (ys + flow[..., 1]) * (2 / max(height - 1, 1)) - 1], dim=-1)
     return F.grid_sample(image[None], grid[None], mode="bilinear", padding_mode="border", align_corners=True)[0]
-
-
-def flickering_network(seed: int = 0) -> torch.nn.Module:
-    """A seeded random TransformerNet whose output spans 0-255: it follows every small change of its input, as
-    sharply trained styles do, so it shows and measures what blending does where no such model can be trained
-    (the bundled models, made with a random loss network, come out smooth and hardly flicker)."""
-    from transformer_net import TransformerNet
-
-    torch.manual_seed(seed)
-    model = TransformerNet().eval()
-    with torch.no_grad():  # an untrained network gives near-black: spread its output around mid-grey
-        model.deconv3.conv2d.weight.mul_(30)
-        model.deconv3.conv2d.bias.fill_(128)
-    return model
-
-
-class TemporalBlender:
-    """render_video.py --temporal: blends each stylised frame with the previous output, warped along the motion
-    of the source, where that motion is reliable (see the module's docstring). Frames must come in order."""
-
-    def __init__(self, blend: float = BLEND):
-        self.blend = blend
-        self._previous: torch.Tensor | None = None  # the last output frame, 3xHxW, 0-255
-
-    def __call__(self, stylised: torch.Tensor, motions: list[Motion | None]) -> torch.Tensor:
-        """An Nx3xHxW batch of consecutive stylised frames (0-255, on any device) and the source's Motion into
-        each one; returns the blended batch."""
-        outputs = []
-        for frame, motion in zip(stylised, motions, strict=True):
-            if motion is not None and not motion.cut and self._previous is not None:
-                flow = torch.from_numpy(motion.backward).to(frame.device)
-                weight = torch.from_numpy(motion.reliability).to(frame.device) * self.blend
-                frame = torch.lerp(frame, warp_tensor(self._previous, flow), weight)
-            outputs.append(frame)
-            self._previous = frame
-        return torch.stack(outputs)
