@@ -82,6 +82,41 @@ def load_preview_photos(folder: Path) -> list[tuple[str, torch.Tensor]]:
     return photos
 
 
+def _columns(model: torch.nn.Module, photos: list[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor, int]]:
+    """(photo name, photo, style) per column: each photo, and for a conditional model each photo in each style."""
+    count = model.style_count if isinstance(model, ConditionalTransformerNet) else 1
+    return [(name, photo, style) for name, photo in photos for style in range(count)]
+
+
+def column_labels(model: torch.nn.Module, photos: list[tuple[str, torch.Tensor]]) -> list[str]:
+    if not isinstance(model, ConditionalTransformerNet):
+        return [name for name, _ in photos]
+    return [f"{name}, {model.style_names[style]}" for name, _, style in _columns(model, photos)]
+
+
+def stylise_columns(model: torch.nn.Module, photos: list[tuple[str, torch.Tensor]], device: torch.device,
+                    precision: str) -> tuple[list[str], list[torch.Tensor]]:
+    """Every photo stylised by `model` (for a conditional model, in each of its styles): the columns' labels and
+    3xHxW pictures. Eval mode and inference mode, then the model's mode and style mix as they were."""
+    conditional = isinstance(model, ConditionalTransformerNet)
+    was_training, mix = model.training, model.style_mix.clone() if conditional else None
+    with torch.no_grad():  # the conditional norms' precomputed scales and shifts, too
+        model.eval()
+    try:
+        pictures = []
+        for _, photo, style in _columns(model, photos):
+            if conditional:
+                with torch.no_grad():
+                    model.set_style_mix(one_hot([style], model.style_count))
+            pictures.append(rendering.stylize(model, photo.unsqueeze(0).to(device), precision)[0])
+        return column_labels(model, photos), pictures
+    finally:
+        with torch.no_grad():
+            if conditional:
+                model.set_style_mix(mix)
+            model.train(was_training)
+
+
 class Previews:
     """The preview picture and the TensorBoard writer of one training run (rank 0 only; see fit())."""
 
@@ -95,9 +130,8 @@ class Previews:
         if self.interval and not self.photos:
             warn(f"no preview photos in {folder}: training without previews (--preview-images DIR)")
             self.interval = 0
-        styles = model.style_names if isinstance(model, ConditionalTransformerNet) else [None]
-        self.columns = [(name, photo, style) for name, photo in self.photos for style in range(len(styles))]
-        self.labels = [name if styles[s] is None else f"{name}, {styles[s]}" for name, _, s in self.columns]
+        self.labels = column_labels(model, self.photos)
+        self.widths = [photo.shape[-1] for _, photo, _ in _columns(model, self.photos)]
         self.steps: list[int] = []
         self.rows: list[np.ndarray] = []
         if self.interval and start_step:
@@ -131,25 +165,7 @@ class Previews:
             self.writer.close()
 
     def _stylised(self) -> list[torch.Tensor]:
-        """Every column's picture by the current network: eval mode, inference mode, then train mode again."""
-        model, was_training = self.model, self.model.training
-        conditional = isinstance(model, ConditionalTransformerNet)
-        mix = model.style_mix.clone() if conditional else None
-        with torch.no_grad():  # the conditional norms' precomputed scales and shifts, too
-            model.eval()
-        try:
-            pictures = []
-            for _, photo, style in self.columns:
-                if conditional:
-                    with torch.no_grad():
-                        model.set_style_mix(one_hot([style], model.style_count))
-                pictures.append(rendering.stylize(model, photo.unsqueeze(0).to(self.device), self.precision)[0])
-            return pictures
-        finally:
-            with torch.no_grad():
-                if conditional:
-                    model.set_style_mix(mix)
-                model.train(was_training)
+        return stylise_columns(self.model, self.photos, self.device, self.precision)[1]
 
     def _row(self, step: int) -> np.ndarray:
         pictures = [image_io.tensor_to_image(p) for p in self._stylised()]
@@ -165,9 +181,9 @@ class Previews:
     def _header(self, width: int) -> Image.Image:
         header = Image.new("RGB", (width, HEADER), "white")
         draw, x = ImageDraw.Draw(header), LABEL_WIDTH
-        for (_, photo, _), label in zip(self.columns, self.labels, strict=True):
+        for width, label in zip(self.widths, self.labels, strict=True):
             draw.text((x + 4, 4), label, fill="black")
-            x += photo.shape[-1]
+            x += width
         return header
 
     def _write(self) -> None:
