@@ -2,13 +2,17 @@
 
 import csv
 import shlex
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
 
 import sweep
 import train
-from conftest import assert_clean_failure, run_main_in_process, write_noise_image
+from conftest import ROOT, assert_clean_failure, run_main_in_process, write_noise_image
 from style_transfer import sweep as sweeping
 
 
@@ -94,3 +98,25 @@ def test_a_bad_train_flag_stops_the_sweep_at_its_first_run_in_one_line(tmp_path,
                                  "--batch-size", "zero")
     assert_clean_failure(result, "train.py failed: argument --batch-size", "train.log")
     assert not (tmp_path / "out/sweep.csv").exists() and not list((tmp_path / "out").glob("runs/*/model.pth"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_running_train_at_a_checkpoint_and_a_rerun_resumes_it(tmp_path, dataset_dir, style_files):
+    args = [*sweep_args(tmp_path, dataset_dir, style_files, "learning-rate=1e-3,2e-3"), "--checkpoint-interval", "3"]
+    args[args.index("--max-steps") + 1] = "60"
+    command = [sys.executable, str(ROOT / "sweep.py"), *args]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoints = tmp_path / "out/runs/learning-rate=1e-3/checkpoints"
+    deadline = time.monotonic() + 240
+    while not list(checkpoints.glob("*.pth")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert list(checkpoints.glob("*.pth")) and not (tmp_path / "out/sweep.csv").exists()
+    assert not (tmp_path / "out/runs/learning-rate=1e-3/model.pth").exists()
+    assert "interrupted at step" in (tmp_path / "out/runs/learning-rate=1e-3/train.log").read_text()
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out/sweep.csv") as file:
+        assert [(r["learning-rate"], r["steps"]) for r in csv.DictReader(file)] == [("1e-3", "60"), ("2e-3", "60")]
