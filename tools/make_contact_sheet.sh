@@ -12,7 +12,7 @@ source ./tools/setup_env.sh
 if [ ! -d data/demo-crops ]; then "$PYTHON" tools/make_demo_data.py --output data/demo-crops; fi
 "$PYTHON" sweep.py --grid "style-weight=1e9,1e10,1e11" --max-steps "$STEPS" --out-dir "$OUT" \
     --datapath data/demo-crops --stylepath images/style-images/brush-strokes.jpg --style-size 256 \
-    --vgg-weights offline --image-size 128 --batch-size 2 --learning-rate 2e-3 --seed 0 --preview-interval 0 \
+    --vgg-weights offline --image-size 64 --batch-size 2 --learning-rate 2e-3 --epochs 100 --seed 0 --preview-interval 0 \
     --device cpu
 cp "$OUT/contact_sheet.jpg" images/figures/contact-sheet.jpg
 echo "wrote images/figures/contact-sheet.jpg"
