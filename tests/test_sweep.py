@@ -102,7 +102,8 @@ def test_a_bad_train_flag_stops_the_sweep_at_its_first_run_in_one_line(tmp_path,
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_running_train_at_a_checkpoint_and_a_rerun_resumes_it(tmp_path, dataset_dir, style_files):
-    args = [*sweep_args(tmp_path, dataset_dir, style_files, "learning-rate=1e-3,2e-3"), "--checkpoint-interval", "3"]
+    args = [*sweep_args(tmp_path, dataset_dir, style_files, "learning-rate=1e-3,2e-3"), "--checkpoint-interval", "3",
+            "--epochs", "100"]
     args[args.index("--max-steps") + 1] = "60"
     command = [sys.executable, str(ROOT / "sweep.py"), *args]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
