@@ -10,10 +10,11 @@ import benchmark
 import distillation
 import render_image
 import render_video
+import sweep
 import train
 from conftest import assert_usage_error, run_main_in_process, train_args
 
-SCRIPTS = [train, distillation, render_image, render_video, benchmark, make_demo_clip, make_style_images]
+SCRIPTS = [train, distillation, render_image, render_video, sweep, benchmark, make_demo_clip, make_style_images]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.__name__ for s in SCRIPTS])
