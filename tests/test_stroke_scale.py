@@ -139,3 +139,9 @@ def test_finish_is_what_stylize_applies():
     torch.testing.assert_close(rendering.finish(batch, stylised, True, 0.5),
                                torch.lerp(batch, (batch + rendering.luminance(stylised)
                                                   - rendering.luminance(batch)).clamp(0, 255), 0.5))
+
+
+def test_a_stroke_scale_below_one_paints_finer_strokes_at_the_photo_s_size(files, tmp_path):
+    plain = render(files, tmp_path / "plain.png")
+    finer = render(files, tmp_path / "finer.png", "--stroke-scale", 0.5)
+    assert finer.shape == plain.shape and np.abs(finer - plain).mean() > 2
