@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 import utils
-from style_transfer import image_io, model_files, rendering, style_choice, tiling
+from style_transfer import image_io, model_files, rendering, stroke_scale, style_choice, tiling
 from transformer_net import TransformerNet
 
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the PyTorch example's flag: render at 1/F times the input's size "
                              "(default: %(default)s)")
     rendering.add_render_args(parser)
+    stroke_scale.add_stroke_scale_arg(parser)
     style_choice.add_style_args(parser)
     parser.add_argument("--tile", type=tiling.tile_side, default=None, metavar="N",
                         help=f"render in overlapping tiles of at most N x N pixels (N >= {tiling.MIN_TILE}, rounded "
@@ -106,34 +107,50 @@ def output_size(size: tuple[int, int], args: argparse.Namespace) -> tuple[int, i
 
 def render(model: TransformerNet, tiler: tiling.TiledRenderer, picture: image_io.Picture, args: argparse.Namespace,
            device: torch.device, precision: str) -> Image.Image:
-    """The stylised picture: whole, or in tiles where --tile or the memory-fit decision says so, or where the
-    whole image runs out of memory (unless --tile 0)."""
+    """The stylised picture, at --stroke-scale 1 (the default) directly, else through stroke_scale."""
     picture = picture.resized(output_size(picture.rgb.size, args))
-    tile = tiling.choose_tile(picture.rgb.size, args.tile, precision, device)
+    if args.stroke_scale == 1:
+        return picture.with_pixels(render_rgb(model, tiler, picture.rgb, args, device, precision,
+                                              args.preserve_color, args.strength))
+
+    def stylise(small: torch.Tensor) -> torch.Tensor:
+        image = render_rgb(model, tiler, image_io.tensor_to_image(small[0]), args, device, precision, False, 1.0)
+        return image_io.image_to_tensor(image).unsqueeze(0)
+
+    photo = image_io.image_to_tensor(picture.rgb).unsqueeze(0)
+    stylised = stroke_scale.stylise_with_stroke_scale(photo, args.stroke_scale, stylise, args.preserve_color,
+                                                      args.strength)
+    return picture.with_pixels(image_io.tensor_to_image(stylised[0]))
+
+
+def render_rgb(model: TransformerNet, tiler: tiling.TiledRenderer, image: Image.Image, args: argparse.Namespace,
+               device: torch.device, precision: str, preserve_color: bool, strength: float) -> Image.Image:
+    """The stylised RGB pixels: whole, or in tiles where --tile or the memory-fit decision says so, or where the
+    whole image runs out of memory (unless --tile 0)."""
+    tile = tiling.choose_tile(image.size, args.tile, precision, device)
     if not tile:
         try:
-            return picture.with_pixels(render_whole(model, picture.rgb, args, device, precision))
+            return render_whole(model, image, device, precision, preserve_color, strength)
         except utils.TooLarge as exc:
             problem = str(exc)  # leave the except block first: its traceback holds on to the network's activations
-        tile = 0 if args.tile == 0 else tiling.fallback_tile(picture.rgb.size, precision, device)
+        tile = 0 if args.tile == 0 else tiling.fallback_tile(image.size, precision, device)
         if not tile:
-            smaller = max(1, max(picture.rgb.size) // 2)
+            smaller = max(1, max(image.size) // 2)
             other_device = "" if device.type == "cpu" else " or --device cpu"
             raise utils.TooLarge(f"{problem}; try --max-size {smaller}{other_device}")
         utils.warn(f"{problem}: rendering it in tiles of {tile} pixels instead")
     try:
-        stylised = tiler.render(picture.rgb, tile, args.preserve_color, args.strength, args.tile_stats == "exact")
+        return tiler.render(image, tile, preserve_color, strength, args.tile_stats == "exact")
     except utils.TooLarge as exc:
         smaller = tile // 2 - tile // 2 % 4
-        hint = f"--tile {smaller}" if smaller >= tiling.MIN_TILE else f"--max-size {max(picture.rgb.size) // 2}"
+        hint = f"--tile {smaller}" if smaller >= tiling.MIN_TILE else f"--max-size {max(image.size) // 2}"
         raise utils.TooLarge(f"{exc} (in tiles of {tile}); try {hint}") from None
-    return picture.with_pixels(stylised)
 
 
-def render_whole(model: TransformerNet, image: Image.Image, args: argparse.Namespace, device: torch.device,
-                 precision: str) -> Image.Image:
+def render_whole(model: TransformerNet, image: Image.Image, device: torch.device, precision: str,
+                 preserve_color: bool = False, strength: float = 1.0) -> Image.Image:
     batch = image_io.image_to_tensor(image).unsqueeze(0).to(device)
-    stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
+    stylised = rendering.stylize(model, batch, precision, preserve_color, strength)
     return image_io.tensor_to_image(stylised[0])
 
 

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 import utils
-from style_transfer import model_files, optical_flow, rendering, style_choice, temporal_blend, video_io
+from style_transfer import model_files, optical_flow, rendering, stroke_scale, style_choice, temporal_blend, video_io
 
 Item = TypeVar("Item")
 
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "appears, after a scene cut or in motion too fast to follow); --no-temporal "
                              "stylises every frame on its own (default: --temporal)")
     rendering.add_render_args(parser)
+    stroke_scale.add_stroke_scale_arg(parser)
     style_choice.add_style_args(parser, schedule=True)
     return parser
 
@@ -91,6 +92,17 @@ def smaller_settings(args: argparse.Namespace, device: torch.device) -> str:
     if device.type != "cpu":
         flags.append("--device cpu")
     return " or ".join(flags)
+
+
+def stylise_frames(model: torch.nn.Module, batch: torch.Tensor, precision: str,
+                   args: argparse.Namespace) -> torch.Tensor:
+    """A batch of frames stylised, with --stroke-scale through stroke_scale (--temporal then blends the
+    full-resolution result, as without it: the flow is the full-resolution frames')."""
+    if args.stroke_scale == 1:
+        return rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
+    return stroke_scale.stylise_with_stroke_scale(batch, args.stroke_scale,
+                                                  lambda small: rendering.stylize(model, small, precision),
+                                                  args.preserve_color, args.strength)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
                         seconds = [float((count + min(i, len(frames) - 1)) / info.fps) for i in range(padded)]
                         network.set_style_mix(schedule.mixes(seconds))
                     try:
-                        stylised = rendering.stylize(model, batch, precision, args.preserve_color, args.strength)
+                        stylised = stylise_frames(model, batch, precision, args)
                     except utils.TooLarge as exc:
                         raise utils.TooLarge(f"{exc}; try {smaller_settings(args, device)}") from None
                     stylised = stylised[:len(frames)]

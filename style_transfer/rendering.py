@@ -57,10 +57,7 @@ def stylize(model: torch.nn.Module, batch: torch.Tensor, precision: str = "fp32"
         with arithmetic(model, precision, batch.device) as weights:
             stylised = model(batch.to(weights))
         with torch.inference_mode():
-            stylised = stylised.float().clamp(0, 255)
-            if preserve_color:
-                stylised = (batch + (_luminance(stylised) - _luminance(batch))).clamp(0, 255)
-            return stylised if strength == 1 else torch.lerp(batch, stylised, strength)
+            return finish(batch, stylised.float().clamp(0, 255), preserve_color, strength)
     except RuntimeError as exc:  # torch.OutOfMemoryError is one too
         problem = too_large_for_device(exc)
         if problem is None:
@@ -80,7 +77,15 @@ def arithmetic(model: torch.nn.Module, precision: str, device: torch.device) -> 
             yield weights
 
 
-def _luminance(rgb: torch.Tensor) -> torch.Tensor:
+def finish(batch: torch.Tensor, stylised: torch.Tensor, preserve_color: bool = False,
+           strength: float = 1.0) -> torch.Tensor:
+    """--preserve-color and --strength: the network's output `stylised` set against the content `batch`."""
+    if preserve_color:
+        stylised = (batch + (luminance(stylised) - luminance(batch))).clamp(0, 255)
+    return stylised if strength == 1 else torch.lerp(batch, stylised, strength)
+
+
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
     """Y of YCbCr. Adding a value to R, G and B alike changes Y by that value and leaves Cb and Cr."""
     red, green, blue = rgb.unbind(1)
     return (_LUMA[0] * red + _LUMA[1] * green + _LUMA[2] * blue).unsqueeze(1)

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from style_transfer import training_checkpoint
+from style_transfer import previews, training_checkpoint
 from style_transfer.model_files import machine_description, save_model
 from style_transfer.temporal_loss import LossFunction, add_temporal_weight_arg, with_stability_loss
 from style_transfer.training_data import EpochBatchSampler, ImageFolderDataset
@@ -87,10 +87,13 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="store the final model's tensors as float16: half the file size, loads back as "
                              "float32 (default: float32)")
     add_temporal_weight_arg(parser)
+    previews.add_preview_args(parser)
 
 
 def require_writable_folders(args: argparse.Namespace) -> None:
-    """Fail at once, before any work, if an output folder cannot be made or written to (nothing is created)."""
+    """Fail at once, before any work, if an output folder cannot be made or written to (nothing is created), or
+    if the preview flags are bad (see previews.check_preview_args)."""
+    previews.check_preview_args(args)
     for flag, folder in (("--save-dir", args.save_dir), ("--log-dir", args.log_dir),
                          ("--checkpoint-dir", args.checkpoint_dir)):
         absolute = Path(folder).absolute()
@@ -169,6 +172,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
         network = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
     stem = Path(args.savename).stem
     log = CsvLog(Path(args.log_dir) / f"{stem}.csv", keep_until=step) if is_main else None
+    preview = previews.Previews(model, args, device, precision, stem, step) if is_main else None
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
 
     def save_checkpoint() -> Path:
@@ -188,7 +192,8 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
                                          persistent_workers=workers > 0, worker_init_fn=_ignore_sigint,
                                          pin_memory=device.type == "cuda")
     started, interval_steps = time.perf_counter(), 0
-    with stop, progress:  # the bar is closed (its line ended) before any error is printed
+    closing_preview = contextlib.closing(preview) if preview else contextlib.nullcontext()
+    with stop, progress, closing_preview:  # the bar is closed (its line ended) before any error is printed
         while step < total_steps and not stop.stopping:
             sampler.epoch, sampler.start_step = divmod(step, steps_per_epoch)
             for batch in loader:
@@ -210,10 +215,13 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
                     means = _mean_over_processes(sums, interval_steps)
                     if log is not None:
                         log.write(step, elapsed + time.perf_counter() - started, means)
+                        preview.losses(step, means)
                     progress.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
                     sums, interval_steps = {}, 0
                 if step % args.checkpoint_interval == 0:
                     save_checkpoint()
+                if preview is not None:
+                    preview.after_step(step)
                 if step >= total_steps or stop.agreed():
                     break
     elapsed += time.perf_counter() - started

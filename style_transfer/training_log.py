@@ -1,10 +1,7 @@
-"""The training log: loss rows in a CSV file, and their plot as a PNG (no plotting library)."""
+"""The training log: loss rows in a CSV file, and their plot as a PNG (matplotlib)."""
 
 import csv
-import math
 from pathlib import Path
-
-from PIL import Image, ImageDraw
 
 from utils import atomic_file, write_error
 
@@ -49,36 +46,26 @@ class CsvLog:
             writer.writerows(self._rows)
 
 
-def plot_losses(rows: list[dict], path: Path, width: int = 900, height: int = 500) -> None:
-    """Draw each loss column against the step on a log scale, as a PNG (no plotting library)."""
+def plot_losses(rows: list[dict], path: Path) -> None:
+    """Each loss column against the step, one line per term, on a log scale, as a PNG (matplotlib's Agg
+    canvas: no display, and no pyplot state shared with anything else in the process)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     names = [k for k in (rows[0] if rows else {}) if k not in ("step", "elapsed_s")]
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    left, top, right, bottom = 70, 20, width - 20, height - 40
-    draw.rectangle((left, top, right, bottom), outline="black")
-    points = {n: [(int(r["step"]), float(r[n])) for r in rows if float(r[n]) > 0] for n in names}
-    values = [math.log10(v) for series in points.values() for _, v in series]
-    if values:
-        steps = [s for series in points.values() for s, _ in series]
-        lo, hi = min(values), max(values) + 1e-9
-        first, last = min(steps), max(steps) + 1e-9
-        for i, name in enumerate(names):
-            xy = [(left + (s - first) / (last - first) * (right - left),
-                   bottom - (math.log10(v) - lo) / (hi - lo) * (bottom - top)) for s, v in points[name]]
-            colour = PLOT_COLOURS[i % len(PLOT_COLOURS)]
-            if len(xy) > 1:
-                draw.line(xy, fill=colour, width=2)
-            elif xy:
-                draw.ellipse((xy[0][0] - 3, xy[0][1] - 3, xy[0][0] + 3, xy[0][1] + 3), fill=colour)
-            draw.text((right - 150, top + 10 + 15 * i), name, fill=colour)
-        draw.text((5, top), f"{10 ** hi:.3g}", fill="black")
-        draw.text((5, bottom - 10), f"{10 ** lo:.3g}", fill="black")
-        draw.text((left, bottom + 8), f"step {first:.0f}", fill="black")
-        draw.text((right - 80, bottom + 8), f"step {last:.0f}", fill="black")
-    draw.text((width // 2 - 60, height - 20), "loss (log scale)", fill="black")
+    figure = Figure(figsize=(9, 5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name in names:
+        points = [(int(r["step"]), float(r[name])) for r in rows if float(r[name]) > 0]
+        if points:
+            steps, values = zip(*points, strict=True)
+            axes.plot(steps, values, label=name, marker="o" if len(points) == 1 else None)
+    if axes.lines:
+        axes.set_yscale("log")
+        axes.legend()
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss (log scale)")
+    axes.grid(True, which="both", alpha=0.3)
     with atomic_file(path) as temp:
-        image.save(temp, format="PNG")
-
-
-PLOT_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
-
+        figure.savefig(temp, format="png")

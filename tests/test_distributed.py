@@ -38,7 +38,8 @@ def two_processes_and_one(tmp_path: Path, style: Path, images: int, steps: int) 
     two runs' folders."""
     for i in range(images):
         write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40 + i, seed=i)
-    flags = ("--max-steps", str(steps), "--epochs", "5")
+    # Both preview at the last step: a preview must not change training under DDP either.
+    flags = ("--max-steps", str(steps), "--epochs", "5", "--preview-interval", str(steps))
     two = train_float64(tmp_path, tmp_path / "two", tmp_path / "photos", style, *flags, "--batch-size", "2",
                         processes=2)
     one = train_float64(tmp_path, tmp_path / "one", tmp_path / "photos", style, *flags, "--batch-size", "4")
@@ -65,7 +66,8 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, style_fi
     print(f"largest weight difference to 1 process: 2 processes {synced:.2g}, without gradient sync {unsynced:.2g}")
     assert unsynced > 1e-3
     # Only rank 0 writes: one log, one model, one provenance file.
-    assert sorted(p.name for p in (two / "logs").iterdir()) == ["m.csv", "m_loss.png", "m_params.json"]
+    assert sorted(p.name for p in (two / "logs").iterdir()) == ["m.csv", "m_loss.png", "m_params.json",
+                                                                "m_preview.jpg"]
     assert sorted(p.name for p in (two / "models").iterdir()) == ["m.json", "m.pth"]
 
 

@@ -12,10 +12,11 @@ import distillation
 import export
 import render_image
 import render_video
+import sweep
 import train
 from conftest import assert_usage_error, run_main_in_process, train_args
 
-SCRIPTS = [train, distillation, render_image, render_video, export, benchmark, cpu_paths, make_demo_clip,
+SCRIPTS = [train, distillation, render_image, render_video, export, sweep, benchmark, cpu_paths, make_demo_clip,
            make_style_images]
 
 

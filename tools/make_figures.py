@@ -21,7 +21,16 @@ sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 
 import utils
 from benchmarks import stand_in
-from style_transfer import image_io, model_files, optical_flow, rendering, temporal_blend, video_io, warping_error
+from style_transfer import (
+    image_io,
+    model_files,
+    optical_flow,
+    rendering,
+    stroke_scale,
+    temporal_blend,
+    video_io,
+    warping_error,
+)
 
 CONTENT = ROOT / "images/content-images"
 STYLES = ROOT / "images/style-images"
@@ -127,6 +136,29 @@ def flicker_figure() -> Image.Image:
                    flicker_row(stand_in.flickering_network(), "a flickering network", frames, **motions)])
 
 
+STROKE_SCALES = (1, 2, 4)
+STROKE_PHOTO_ZOOM = 2  # the photo enlarged first, as a higher-resolution photo of the same view
+
+
+def stroke_scale_figure(photo: Path, model_path: Path) -> Image.Image:
+    """The photo (enlarged) rendered at each --stroke-scale: whole above, a 1:1 crop of the middle below."""
+    image = image_io.load_rgb(photo)
+    image = image.resize((image.width * STROKE_PHOTO_ZOOM, image.height * STROKE_PHOTO_ZOOM), Image.Resampling.LANCZOS)
+    content = image_io.image_to_tensor(image).unsqueeze(0)
+    model = model_files.load_transformer(model_path)
+
+    def stylise(batch: torch.Tensor) -> torch.Tensor:
+        return rendering.stylize(model, batch)
+
+    results = [("photo", image)] + [
+        (f"--stroke-scale {s}", image_io.tensor_to_image(
+            (stylise(content) if s == 1 else stroke_scale.stylise_with_stroke_scale(content, s, stylise))[0]))
+        for s in STROKE_SCALES]
+    left, top = (image.width - TILE) // 2, (image.height - TILE) // 2
+    crops = [tile(r.crop((left, top, left + TILE, top + TILE)), f"{c}, 1:1 crop") for c, r in results]
+    return column([row([tile(r, f"{c} ({r.width}x{r.height})") for c, r in results]), row(crops)])
+
+
 def save(figure: Image.Image, path: Path) -> None:
     with utils.atomic_path(path) as temp:
         figure.save(temp, format="JPEG", quality=88)
@@ -171,6 +203,9 @@ def main(argv: list[str] | None = None) -> None:
 
     # flicker on the demo clip, frame by frame and with render_video.py --temporal
     save(flicker_figure(), out / "temporal.jpg")
+
+    # brush size at render time: render_image.py --stroke-scale 1, 2, 4
+    save(stroke_scale_figure(CONTENT / "chelsea.jpg", MODELS / "brush-strokes.pth"), out / "stroke-scale.jpg")
 
 
 if __name__ == "__main__":
