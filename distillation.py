@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model2", default=None, help="second teacher (the original flag)")
     parser.add_argument("--teacher-weights", default=None, metavar="W1,W2,...",
                         help="one non-negative weight per teacher, normalised to sum 1 (default: equal)")
-    parser.add_argument("--pixel-weight", type=float, default=0.0,
+    parser.add_argument("--pixel-weight", type=utils.non_negative_float, default=0.0,
                         help="weight of the extra pixel-space MSE to the teachers (default: %(default)s)")
     parser.add_argument("--init-from", default=None, metavar="MODEL",
                         help="start the student from this model, e.g. one teacher; with --conditional a plain "

@@ -26,6 +26,8 @@ from utils import (
     autocast,
     choose_device,
     compile_network,
+    non_negative_int,
+    positive_float,
     positive_int,
     save_json,
     torch_save,
@@ -51,12 +53,12 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=4, help="images per step (default: %(default)s)")
     parser.add_argument("--image-size", type=positive_int, default=256,
                         help="training crops are this many pixels square (default: %(default)s)")
-    parser.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, default=1e-3,
+    parser.add_argument("--learning-rate", "--lr", dest="learning_rate", type=positive_float, default=1e-3,
                         help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="seed for weights and data order (default: %(default)s)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to train; auto prefers CUDA, then MPS (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=non_negative_int, default=None,
                         help="data-loading processes (default: 4 on CUDA, 0 otherwise)")
     parser.add_argument("--vgg-weights", default="imagenet",
                         help="loss network: imagenet (VGG16, the real thing), offline (a seeded random "
