@@ -36,8 +36,12 @@ from utils import (
 )
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+def _ignore_stop_signals(worker_id: int) -> None:
+    """In each data-loader worker: the main process decides when to stop. Ctrl-C, and a SIGTERM sent to the whole
+    process group (as SLURM and `kill -TERM -- -PGID` do), reach the workers too; one killed by it would make the
+    main process fail mid-step, without a checkpoint. The main process still ends its workers when it is done."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +191,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     # One loader for the whole run: persistent workers are not respawned every epoch (which, on a small
     # dataset, cost more than the steps themselves); the sampler, read in this process, moves on instead.
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                         persistent_workers=workers > 0, worker_init_fn=_ignore_sigint,
+                                         persistent_workers=workers > 0, worker_init_fn=_ignore_stop_signals,
                                          pin_memory=device.type == "cuda")
     started, interval_steps = time.perf_counter(), 0
     with stop, progress:  # the bar is closed (its line ended) before any error is printed
