@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         "conditional": args.conditional, "style_names": names,
     }
     resume_settings = {"--teachers": training_checkpoint.paths_setting(paths),
-                       "--teacher-weights": training_checkpoint.weights_setting(teacher_weights)}
+                       "--teacher-weights": training_checkpoint.weights_setting(teacher_weights),
+                       "--pixel-weight": training_checkpoint.number_setting(args.pixel_weight)}
     model_path = training.fit(model, compute_losses, dataset, args, device, provenance, resume_settings)
     print(f"model saved to {model_path}")
 

@@ -147,7 +147,10 @@ def main(argv: list[str] | None = None) -> None:
         "tv_weight": args.tv_weight, "seed": args.seed,
     }
     resume_settings = {"--stylepath": training_checkpoint.paths_setting(paths),
-                       "--style-weights": training_checkpoint.weights_setting(style_weights)}
+                       "--style-weights": training_checkpoint.weights_setting(style_weights),
+                       **{flag: training_checkpoint.number_setting(value) for flag, value in (
+                           ("--content-weight", args.content_weight), ("--style-weight", args.style_weight),
+                           ("--tv-weight", args.tv_weight))}}
     model_path = training.fit(model, compute_losses, dataset, args, device, provenance, resume_settings)
     print(f"model saved to {model_path}")
 

@@ -15,9 +15,15 @@ PROCESSES = "processes (torchrun)"  # the settings' name for the number of proce
 
 def run_settings(args: argparse.Namespace, processes: int, images: int, extra: dict[str, str]) -> dict[str, str]:
     """The settings a resumed run must share with the checkpoint's, as `flag: value` strings to compare and show.
-    `extra` holds the script's own (train.py: the styles and their weights; distillation.py: the teachers)."""
+    `extra` holds the script's own (train.py: the styles, their weights and the loss weights; distillation.py: the
+    teachers and --pixel-weight). The loss weights belong here because they decide the loss terms: a term the
+    checkpoint did not have is another objective (and another column of the log)."""
     return {"--batch-size": str(args.batch_size), PROCESSES: str(processes), "--image-size": str(args.image_size),
-            "images in --datapath": str(images), **extra}
+            "images in --datapath": str(images), "--temporal-weight": number_setting(args.temporal_weight), **extra}
+
+
+def number_setting(value: float) -> str:
+    return f"{value:g}"
 
 
 def paths_setting(paths: list[Path]) -> str:
@@ -72,8 +78,11 @@ def check_settings(path: str | Path, saved: dict[str, str] | None, current: dict
     if saved is None:
         warn(f"--resume: {path} does not record its settings (an older checkpoint): they cannot be compared")
         return
-    differences = [f"{name} {saved.get(name, '(not recorded)')} (now {value})" for name, value in current.items()
-                   if saved.get(name) != value]
+    unrecorded = [name for name in current if name not in saved]
+    if unrecorded:  # settings added to the comparison after the checkpoint was written
+        warn(f"--resume: {path} does not record {', '.join(unrecorded)} (an older checkpoint): not compared")
+    differences = [f"{name} {saved[name]} (now {value})" for name, value in current.items()
+                   if name in saved and saved[name] != value]
     if not differences:
         return
     listed = ", ".join(differences)

@@ -10,7 +10,9 @@ from utils import atomic_file, write_error
 
 
 class CsvLog:
-    """Loss rows appended as they come; on resume, rows past the checkpoint are dropped."""
+    """Loss rows appended as they come; on resume, rows past the checkpoint are dropped. A row with a loss term the
+    file has no column for (a run resumed with --resume-anyway and a new term, e.g. --tv-weight) grows the header:
+    the file is rewritten whole (atomically) with the new column, empty in the rows before."""
 
     def __init__(self, path: Path, keep_until: int = 0):
         self.path = path
@@ -24,8 +26,9 @@ class CsvLog:
     def write(self, step: int, elapsed: float, losses: dict[str, float]) -> None:
         row = {"step": step, "elapsed_s": f"{elapsed:.2f}", **{k: f"{v:.6g}" for k, v in losses.items()}}
         self._rows.append(row)
-        if self._fields is None:
-            self._fields = list(row)
+        new_fields = [name for name in row if name not in (self._fields or [])]
+        if new_fields:
+            self._fields = [*(self._fields or []), *new_fields]
             self._rewrite()
         else:
             try:
@@ -38,7 +41,7 @@ class CsvLog:
         return self._rows
 
     def last(self) -> dict:
-        return {k: float(v) for k, v in self._rows[-1].items()} if self._rows else {}
+        return {k: float(v) for k, v in self._rows[-1].items() if v != ""} if self._rows else {}
 
     def _rewrite(self) -> None:
         if self._fields is None:
@@ -51,12 +54,13 @@ class CsvLog:
 
 def plot_losses(rows: list[dict], path: Path, width: int = 900, height: int = 500) -> None:
     """Draw each loss column against the step on a log scale, as a PNG (no plotting library)."""
-    names = [k for k in (rows[0] if rows else {}) if k not in ("step", "elapsed_s")]
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = 70, 20, width - 20, height - 40
     draw.rectangle((left, top, right, bottom), outline="black")
-    points = {n: [(int(r["step"]), float(r[n])) for r in rows if float(r[n]) > 0] for n in names}
+    names = list(dict.fromkeys(k for r in rows for k in r if k not in ("step", "elapsed_s")))  # grown columns too
+    points = {n: [(int(r["step"]), float(r[n])) for r in rows if r.get(n, "") != "" and float(r[n]) > 0]
+              for n in names}
     values = [math.log10(v) for series in points.values() for _, v in series]
     if values:
         steps = [s for series in points.values() for s, _ in series]
