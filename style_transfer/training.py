@@ -15,6 +15,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from style_transfer import training_checkpoint
+from style_transfer.divergence import DivergenceGuard
 from style_transfer.model_files import machine_description, save_model
 from style_transfer.temporal_loss import LossFunction, add_temporal_weight_arg, with_stability_loss
 from style_transfer.training_data import EpochBatchSampler, ImageFolderDataset
@@ -176,12 +177,15 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     stem = Path(args.savename).stem
     log = CsvLog(Path(args.log_dir) / f"{stem}.csv", keep_until=step) if is_main else None
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+    guard = DivergenceGuard(device, check_losses=not scaler.is_enabled(), last_good=args.resume)
 
     def save_checkpoint() -> Path:
+        guard.check(step, model)  # never a checkpoint of a diverged run
         path = Path(args.checkpoint_dir) / f"{stem}_step{step:07d}.pth"
         if is_main:
             torch_save(training_checkpoint.contents(model, optimizer, scaler, step, elapsed, args, settings,
                                                     precision), path)
+        guard.last_good = path
         return path
 
     stop = StopRequest(world_size, device)
@@ -209,11 +213,13 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
                 scaler.update()
                 step += 1
                 interval_steps += 1
+                guard.observe(step, losses["total"])
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0) + value.detach()
                 progress.update(1)
                 if step % args.log_interval == 0 or step == total_steps:
                     means = _mean_over_processes(sums, interval_steps)
+                    guard.check(step)  # the loss has just been read: reading the flag costs no extra wait
                     if log is not None:
                         log.write(step, elapsed + time.perf_counter() - started, means)
                     progress.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
@@ -230,6 +236,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
         raise UserError(f"interrupted at step {step}/{total_steps}; checkpoint saved, continue with: "
                         f"--resume {shlex.quote(str(path))}")
     model_path = Path(args.save_dir) / args.savename
+    guard.check(step, model)  # never a diverged model
     with _all_wait_for_rank_0(world_size):
         if is_main:
             _write_run_files(log, args, provenance, stem)

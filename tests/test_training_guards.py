@@ -146,3 +146,33 @@ def test_the_csv_log_grows_a_column_for_a_new_loss_term_rewriting_the_file_whole
     assert log.last() == {"step": 3.0, "elapsed_s": 1.5, "content": 2.0, "total": 2.0}
     plot_losses(log.rows(), tmp_path / "plot.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "plot.png"]  # no temporary file left
+
+
+# ---------------------------------------------------------------- a loss that becomes NaN
+
+@pytest.mark.parametrize("log_interval", ["1", "100"], ids=["seen at a log step", "seen before a checkpoint"])
+def test_a_loss_that_becomes_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+        tmp_path, dataset_dir, style_files, capsys, monkeypatch, log_interval):
+    """From step 3 on the network's output is NaN (as after a diverging step or a broken image): the run must stop
+    with one error naming step 3, never write a NaN checkpoint or model, and leave the step-2 checkpoint as it was.
+    Every --log-interval steps the logged loss is checked; before every save, the steps since then and the weights."""
+    from transformer_net import TransformerNet
+
+    calls = []
+    real_forward = TransformerNet.forward
+
+    def forward(self, x):
+        calls.append(1)
+        output = real_forward(self, x)
+        return output * float("nan") if len(calls) >= 3 else output
+
+    monkeypatch.setattr(TransformerNet, "forward", forward)
+    args = train_args(dataset_dir, tmp_path, style_files[:1], "--max-steps", "6", "--checkpoint-interval", "2",
+                      "--savename", "m")
+    args[args.index("--log-interval") + 1] = log_interval
+    result = run_main_in_process(capsys, train.main, *args)
+    good = tmp_path / "checkpoints" / "m_step0000002.pth"
+    assert_clean_failure(result, "step 3", "nan", "--learning-rate", str(good))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [good.name]
+    assert all(torch.isfinite(t).all() for t in torch.load(good, weights_only=True)["model"].values())
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
