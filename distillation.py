@@ -27,6 +27,7 @@ from style_transfer import model_files, training, training_checkpoint, training_
 from style_transfer.conditional_net import (
     STYLE_NAMES_HELP,
     ConditionalTransformerNet,
+    batch_positions,
     conditional_state,
     one_hot,
     style_names,
@@ -87,6 +88,23 @@ def initial_state(path: str, conditional_names: list[str] | None) -> dict:
     return state
 
 
+@torch.no_grad()
+def teacher_targets(teachers: list[torch.nn.Module], active: list[tuple[torch.nn.Module, float]],
+                    content: torch.Tensor, positions: range | None) -> list[tuple[torch.Tensor, float]]:
+    """(a teacher's rendering of the batch, its weight) per `active` teacher; with --conditional (`positions`, the
+    batch's images' batch_positions, given) one rendering in which every image comes from its own teacher
+    (round robin: image j from teacher (positions[j] mod N)), weight 1. A teacher's images are then every N-th
+    one, a strided slice: picked without a host sync (selecting them by a mask would wait for the device)."""
+    if positions is None:
+        return [(teacher(content), weight) for teacher, weight in active]
+    target = torch.empty_like(content)
+    for index, teacher in enumerate(teachers):
+        first = (index - positions.start) % len(teachers)
+        if first < len(content):
+            target[first::len(teachers)] = teacher(content[first::len(teachers)]).to(target.dtype)
+    return [(target, 1.0)]
+
+
 def read_provenance(model_path: Path) -> dict | None:
     path = model_files.provenance_path(model_path)
     try:
@@ -121,29 +139,17 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict(initial)
     active = [(teacher, weight) for teacher, weight in zip(teachers, teacher_weights, strict=True) if weight > 0]
 
-    @torch.no_grad()
-    def teacher_targets(content: torch.Tensor, styles: torch.Tensor | None) -> list[tuple[torch.Tensor, float]]:
-        """(a teacher's rendering of the batch, its weight) per teacher; with --conditional (`styles` given) one
-        rendering in which every image comes from its own teacher, weight 1."""
-        if styles is None:
-            return [(teacher(content), weight) for teacher, weight in active]
-        target = torch.empty_like(content)
-        for index, teacher in enumerate(teachers):
-            mine = (styles == index).nonzero().flatten().to(content.device)
-            if len(mine):
-                target[mine] = teacher(content[mine]).to(target.dtype)
-        return [(target, 1.0)]
-
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        styles = None
+        positions = None
         if args.conditional:  # every image from its own teacher
-            styles = styles_for_step(step, args.batch_size, len(teachers), images=len(content))
-            stylised = network(content, one_hot(styles, len(teachers)).to(content.device))
+            positions = batch_positions(step, args.batch_size, len(dataset))
+            styles = styles_for_step(step, args.batch_size, len(teachers), len(dataset), content.device)
+            stylised = network(content, one_hot(styles, len(teachers)))
         else:
             stylised = network(content)
         stylised_features = vgg(stylised)
         feature_loss = pixel_loss = stylised.new_zeros(())
-        for target, weight in teacher_targets(content, styles):
+        for target, weight in teacher_targets(teachers, active, content, positions):
             with torch.no_grad():
                 target_features = vgg(target)
             for student_layer, teacher_layer in zip(stylised_features, target_features, strict=True):

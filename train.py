@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         if args.conditional:  # every image against its own style
-            styles = styles_for_step(step, args.batch_size, len(paths), images=len(content))
-            stylised = network(content, one_hot(styles, len(paths)).to(content.device))
+            styles = styles_for_step(step, args.batch_size, len(paths), len(dataset), content.device)
+            stylised = network(content, one_hot(styles, len(paths)))
         else:
             stylised = network(content)
         with torch.no_grad():

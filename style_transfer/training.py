@@ -155,7 +155,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     is_main = rank == 0
     model.to(device).train()
     if args.temporal_weight:
-        compute_losses = with_stability_loss(compute_losses, args.temporal_weight)
+        compute_losses = with_stability_loss(compute_losses, args.temporal_weight, args.seed, rank)
         provenance = {**provenance, "temporal_weight": args.temporal_weight}
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     precision = training_precision(args.precision, device)
@@ -184,7 +184,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
         path = Path(args.checkpoint_dir) / f"{stem}_step{step:07d}.pth"
         if is_main:
             torch_save(training_checkpoint.contents(model, optimizer, scaler, step, elapsed, args, settings,
-                                                    precision), path)
+                                                    precision, device), path)
         guard.last_good = path
         return path
 

@@ -167,15 +167,16 @@ def test_training_gradients_reach_only_the_styles_of_the_batch(photos):
 
 
 def test_styles_go_round_robin_and_several_processes_give_those_of_one(monkeypatch):
-    assert [styles_for_step(step, 4, 3).tolist() for step in range(3)] == [[0, 1, 2, 0], [1, 2, 0, 1], [2, 0, 1, 2]]
-    assert styles_for_step(1, 4, 2, images=3).tolist() == [0, 1, 0]  # the short batch at an epoch's end
-    one_process = [styles_for_step(step, 4, 3).tolist() for step in range(3)]
+    assert [styles_for_step(step, 4, 3, 100).tolist() for step in range(3)] == [[0, 1, 2, 0], [1, 2, 0, 1],
+                                                                                 [2, 0, 1, 2]]
+    assert styles_for_step(1, 4, 2, 7).tolist() == [0, 1, 0]  # the short batch at an epoch's end
+    one_process = [styles_for_step(step, 4, 3, 100).tolist() for step in range(3)]
     monkeypatch.setattr(conditional_net.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(conditional_net.dist, "get_world_size", lambda: 2)
     parts = {}
     for rank in (0, 1):
         monkeypatch.setattr(conditional_net.dist, "get_rank", lambda rank=rank: rank)
-        parts[rank] = [styles_for_step(step, 2, 3).tolist() for step in range(3)]
+        parts[rank] = [styles_for_step(step, 2, 3, 100).tolist() for step in range(3)]
     assert [parts[0][step] + parts[1][step] for step in range(3)] == one_process
 
 
