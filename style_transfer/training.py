@@ -174,6 +174,8 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     if world_size > 1:
         device_ids = [device] if device.type == "cuda" else None
         network = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+    if args.compile:
+        network = FullBatches(network)
     stem = Path(args.savename).stem
     log = CsvLog(Path(args.log_dir) / f"{stem}.csv", keep_until=step) if is_main else None
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
@@ -247,6 +249,31 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
                 "final_losses": log.last(),
             }, fp16=args.save_fp16)
     return model_path
+
+
+class FullBatches(torch.nn.Module):
+    """--compile: a short batch (an epoch's last, in one process or under torchrun) padded to the largest batch the
+    network has run, with copies of its first image, and only the real images' outputs returned. Compiled for
+    fixed shapes, the network would otherwise be compiled again for the short batch (tens of seconds, once per run
+    and size; marking the batch dimension dynamic instead costs every step: see benchmarks/ragged_compile.py).
+    The network stylises each image on its own (instance norm), so the padding changes no real image's output,
+    and, cut off, adds nothing to the loss or the gradient."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+        self.size = 0  # the largest batch so far: what the network is compiled for
+
+    def forward(self, images: torch.Tensor, style_mix: torch.Tensor | None = None) -> torch.Tensor:
+        count = len(images)
+        self.size = max(self.size, count)
+        padding = self.size - count
+        if padding:
+            images = torch.cat([images, images[:1].expand(padding, *images.shape[1:])])
+            if style_mix is not None and style_mix.dim() == 2 and len(style_mix) == count:  # a row per image
+                style_mix = torch.cat([style_mix, style_mix[:1].expand(padding, -1)])
+        output = self.network(images) if style_mix is None else self.network(images, style_mix)
+        return output[:count]
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """What each training step makes, and where (issue 22): the per-step tensors (styles, their one-hot rows, the
 stability loss's random views) made on the training device, without copies from the host; under torchrun, the
 styles of the images of a ragged last step and the stability loss's random numbers per process; the RNG state a
-checkpoint keeps."""
+checkpoint keeps; --compile's short last batch of an epoch padded to the full one."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +11,8 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import distillation
+import train
+from conftest import train_args, write_noise_image
 from style_transfer import conditional_net, temporal_loss, training_checkpoint
 from style_transfer.conditional_net import ConditionalTransformerNet, batch_positions, one_hot, styles_for_step
 from style_transfer.training_data import EpochBatchSampler
@@ -145,3 +149,67 @@ def test_a_checkpoint_keeps_the_cpu_rng_and_on_cuda_every_gpus_rng(monkeypatch):
     training_checkpoint.restore_rng({"torch_rng": torch.get_rng_state()}, cuda)
     assert restored == {}
 
+
+REAL_COMPILE = torch.compile
+
+
+def compiles_of_a_run(monkeypatch, tmp_path, photos: Path, style: Path, *flags: str) -> list[int]:
+    """The batch size of every graph torch.compile compiled during a --compile training run at batch 4 (counted
+    with a backend of our own, which runs the graph as it is: dynamo recompiles for a new shape all the same)."""
+    import torch._dynamo
+
+    compiled = []
+
+    def counting_backend(graph: torch.fx.GraphModule, example_inputs: list) -> object:
+        compiled.append(next(t.shape[0] for t in example_inputs if isinstance(t, torch.Tensor) and t.dim() == 4
+                             and t.shape[1] == 3))  # the batch of images
+        return graph.forward
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: REAL_COMPILE(
+        model, backend=counting_backend, dynamic=kwargs.get("dynamic")))
+    torch._dynamo.reset()
+    train.main(train_args(photos, tmp_path, [style], "--compile", "--batch-size", "4", "--precision", "fp32",
+                          "--savename", "m", *flags))
+    return compiled
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
+def test_compile_compiles_the_network_once_although_the_last_batch_of_an_epoch_is_short(
+        monkeypatch, tmp_path, dataset_dir, style_files, conditional):
+    """6 photos at batch 4: every epoch ends with a batch of 2, for which a network compiled for fixed shapes was
+    compiled again. The short batch is padded to 4 (the padding's outputs cut off): as many compiles as a run
+    whose batches are all full (8 photos), and the same batch size in all of them."""
+    extra = ["--conditional"] if conditional else []
+    style = style_files[:2] if conditional else style_files[:1]
+    for i in range(2):
+        write_noise_image(tmp_path / "eight" / f"extra{i}.jpg", 40, 44, seed=20 + i)
+    for path in dataset_dir.rglob("*.*"):
+        (tmp_path / "eight" / path.name).write_bytes(path.read_bytes())
+    stylepath = ",".join(map(str, style))
+    full = compiles_of_a_run(monkeypatch, tmp_path / "full", tmp_path / "eight", Path(stylepath), "--max-steps", "3",
+                             *extra)
+    ragged = compiles_of_a_run(monkeypatch, tmp_path / "ragged", dataset_dir, Path(stylepath), "--max-steps", "3",
+                               *extra)
+    assert full and len(ragged) == len(full), (full, ragged)
+    assert set(ragged) == {4}, ragged
+
+
+def test_padding_a_short_batch_leaves_the_real_images_outputs_and_gradients_as_they_were():
+    from style_transfer.training import FullBatches
+    from transformer_net import TransformerNet
+
+    torch.manual_seed(0)
+    model = TransformerNet()
+    images = torch.rand(4, 3, 16, 16) * 255
+    padded = FullBatches(model)
+    padded(images)  # a full batch first: the size to pad to
+    model(images[:2]).square().mean().backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    output = padded(images[:2])
+    assert output.shape[0] == 2
+    torch.testing.assert_close(output, model(images[:2]), rtol=1e-4, atol=1e-3)
+    output.square().mean().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-3, atol=1e-6, msg=name)
