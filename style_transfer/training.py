@@ -254,8 +254,9 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
 class FullBatches(torch.nn.Module):
     """--compile: a short batch (an epoch's last, in one process or under torchrun) padded to the largest batch the
     network has run, with copies of its first image, and only the real images' outputs returned. Compiled for
-    fixed shapes, the network would otherwise be compiled again for the short batch (tens of seconds, once per run
-    and size; marking the batch dimension dynamic instead costs every step: see benchmarks/ragged_compile.py).
+    fixed shapes, the network would otherwise be compiled again for the short batch (tens of seconds or more, once
+    per run and size); compiling with a dynamic batch dimension instead made the compile itself slower (see
+    benchmarks/ragged_compile.py). The padding costs the short step the time of a full one, once an epoch.
     The network stylises each image on its own (instance norm), so the padding changes no real image's output,
     and, cut off, adds nothing to the loss or the gradient."""
 
