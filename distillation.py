@@ -27,6 +27,7 @@ from style_transfer import model_files, training, training_checkpoint, training_
 from style_transfer.conditional_net import (
     STYLE_NAMES_HELP,
     ConditionalTransformerNet,
+    batch_positions,
     conditional_state,
     one_hot,
     style_names,
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model2", default=None, help="second teacher (the original flag)")
     parser.add_argument("--teacher-weights", default=None, metavar="W1,W2,...",
                         help="one non-negative weight per teacher, normalised to sum 1 (default: equal)")
-    parser.add_argument("--pixel-weight", type=float, default=0.0,
+    parser.add_argument("--pixel-weight", type=utils.non_negative_float, default=0.0,
                         help="weight of the extra pixel-space MSE to the teachers (default: %(default)s)")
     parser.add_argument("--init-from", default=None, metavar="MODEL",
                         help="start the student from this model, e.g. one teacher; with --conditional a plain "
@@ -87,6 +88,23 @@ def initial_state(path: str, conditional_names: list[str] | None) -> dict:
     return state
 
 
+@torch.no_grad()
+def teacher_targets(teachers: list[torch.nn.Module], active: list[tuple[torch.nn.Module, float]],
+                    content: torch.Tensor, positions: range | None) -> list[tuple[torch.Tensor, float]]:
+    """(a teacher's rendering of the batch, its weight) per `active` teacher; with --conditional (`positions`, the
+    batch's images' batch_positions, given) one rendering in which every image comes from its own teacher
+    (round robin: image j from teacher (positions[j] mod N)), weight 1. A teacher's images are then every N-th
+    one, a strided slice: picked without a host sync (selecting them by a mask would wait for the device)."""
+    if positions is None:
+        return [(teacher(content), weight) for teacher, weight in active]
+    target = torch.empty_like(content)
+    for index, teacher in enumerate(teachers):
+        first = (index - positions.start) % len(teachers)
+        if first < len(content):
+            target[first::len(teachers)] = teacher(content[first::len(teachers)]).to(target.dtype)
+    return [(target, 1.0)]
+
+
 def read_provenance(model_path: Path) -> dict | None:
     path = model_files.provenance_path(model_path)
     try:
@@ -121,29 +139,17 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict(initial)
     active = [(teacher, weight) for teacher, weight in zip(teachers, teacher_weights, strict=True) if weight > 0]
 
-    @torch.no_grad()
-    def teacher_targets(content: torch.Tensor, styles: torch.Tensor | None) -> list[tuple[torch.Tensor, float]]:
-        """(a teacher's rendering of the batch, its weight) per teacher; with --conditional (`styles` given) one
-        rendering in which every image comes from its own teacher, weight 1."""
-        if styles is None:
-            return [(teacher(content), weight) for teacher, weight in active]
-        target = torch.empty_like(content)
-        for index, teacher in enumerate(teachers):
-            mine = (styles == index).nonzero().flatten().to(content.device)
-            if len(mine):
-                target[mine] = teacher(content[mine]).to(target.dtype)
-        return [(target, 1.0)]
-
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        styles = None
+        positions = None
         if args.conditional:  # every image from its own teacher
-            styles = styles_for_step(step, args.batch_size, len(teachers), images=len(content))
-            stylised = network(content, one_hot(styles, len(teachers)).to(content.device))
+            positions = batch_positions(step, args.batch_size, len(dataset))
+            styles = styles_for_step(step, args.batch_size, len(teachers), len(dataset), content.device)
+            stylised = network(content, one_hot(styles, len(teachers)))
         else:
             stylised = network(content)
         stylised_features = vgg(stylised)
         feature_loss = pixel_loss = stylised.new_zeros(())
-        for target, weight in teacher_targets(content, styles):
+        for target, weight in teacher_targets(teachers, active, content, positions):
             with torch.no_grad():
                 target_features = vgg(target)
             for student_layer, teacher_layer in zip(stylised_features, target_features, strict=True):
@@ -165,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
         "conditional": args.conditional, "style_names": names,
     }
     resume_settings = {"--teachers": training_checkpoint.paths_setting(paths),
-                       "--teacher-weights": training_checkpoint.weights_setting(teacher_weights)}
+                       "--teacher-weights": training_checkpoint.weights_setting(teacher_weights),
+                       "--pixel-weight": training_checkpoint.number_setting(args.pixel_weight)}
     model_path = training.fit(model, compute_losses, dataset, args, device, provenance, resume_settings)
     print(f"model saved to {model_path}")
 

@@ -45,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style-names", default=None, metavar="A,B,...", help=STYLE_NAMES_HELP)
     parser.add_argument("--style-size", type=utils.positive_int, default=None,
                         help="scale each style image's shorter side to this many pixels (default: as is)")
-    parser.add_argument("--content-weight", type=float, default=1e5, help="content loss weight (default: %(default)s)")
-    parser.add_argument("--style-weight", type=float, default=1e10, help="style loss weight (default: %(default)s)")
-    parser.add_argument("--tv-weight", type=float, default=0.0,
+    parser.add_argument("--content-weight", type=utils.non_negative_float, default=1e5,
+                        help="content loss weight (default: %(default)s)")
+    parser.add_argument("--style-weight", type=utils.non_negative_float, default=1e10,
+                        help="style loss weight (default: %(default)s)")
+    parser.add_argument("--tv-weight", type=utils.non_negative_float, default=0.0,
                         help="total-variation (smoothness) loss weight (default: %(default)s)")
     training.add_training_args(parser)
     return parser
@@ -69,6 +71,12 @@ def style_weights_from_args(args: argparse.Namespace, count: int) -> list[float]
         return [1.0] * count
     if args.style_names is not None:
         raise utils.UserError("--style-names names the styles of a --conditional model")
+    if args.alt is not None:
+        given = [flag for flag, value in (("--style-weights", args.style_weights), ("--alpha", args.alpha))
+                 if value is not None]
+        if given:
+            raise utils.UserError(f"--alt trains against one style at a time, each at full weight: {given[0]} "
+                                  "would be ignored (leave it out, or leave out --alt to blend the styles)")
     if args.alpha is None:
         return utils.parse_weights(args.style_weights, count, "--style-weights")
     if args.style_weights is not None:
@@ -110,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         if args.conditional:  # every image against its own style
-            styles = styles_for_step(step, args.batch_size, len(paths), images=len(content))
-            stylised = network(content, one_hot(styles, len(paths)).to(content.device))
+            styles = styles_for_step(step, args.batch_size, len(paths), len(dataset), content.device)
+            stylised = network(content, one_hot(styles, len(paths)))
         else:
             stylised = network(content)
         with torch.no_grad():
@@ -139,7 +147,10 @@ def main(argv: list[str] | None = None) -> None:
         "tv_weight": args.tv_weight, "seed": args.seed,
     }
     resume_settings = {"--stylepath": training_checkpoint.paths_setting(paths),
-                       "--style-weights": training_checkpoint.weights_setting(style_weights)}
+                       "--style-weights": training_checkpoint.weights_setting(style_weights),
+                       **{flag: training_checkpoint.number_setting(value) for flag, value in (
+                           ("--content-weight", args.content_weight), ("--style-weight", args.style_weight),
+                           ("--tv-weight", args.tv_weight))}}
     model_path = training.fit(model, compute_losses, dataset, args, device, provenance, resume_settings)
     print(f"model saved to {model_path}")
 

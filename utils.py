@@ -105,6 +105,20 @@ def positive_int(text: str) -> int:
 positive_int.__name__ = "positive integer"  # argparse names the type in its error message
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"not an integer: {text}") from None
+    if value < 0:
+        raise ValueError(f"must be >= 0: {text}")
+    return value
+
+
+non_negative_int.__name__ = "non-negative integer"
+
+
 def choose_device(name: str = "auto") -> torch.device:
     """`auto` prefers CUDA, then Apple's MPS, then the CPU; a named device must exist."""
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
@@ -280,7 +294,7 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
+    """argparse type: a finite number >= 0; the type of every loss weight (a NaN weight would train a NaN model)."""
     value = _number(text)
     if not (value >= 0 and math.isfinite(value)):
         raise ValueError(f"must be >= 0: {text}")

@@ -156,11 +156,12 @@ def style_loss(output_features: VggOutputs, style_grams: list[list[torch.Tensor]
 def per_image_style_loss(output_features: VggOutputs, style_grams: list[list[torch.Tensor]],
                          styles: torch.Tensor) -> torch.Tensor:
     """Σ_layers MSE(G(ŷ_i), G(style_{styles[i]})): each image against its own style's Grams (a conditional
-    network's training); with the same style for every image it equals style_loss with that style alone."""
+    network's training); with the same style for every image it equals style_loss with that style alone.
+    `styles` must be on the features' device (made there: a copy from the host every step would wait)."""
     total = 0
     for layer, features in enumerate(output_features):
         output_gram = gram_matrix(features)
-        targets = torch.cat([grams[layer] for grams in style_grams])[styles.to(output_gram.device)]
+        targets = torch.cat([grams[layer] for grams in style_grams])[styles]
         total = total + F.mse_loss(output_gram, targets)
     return total
 

@@ -23,6 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from style_transfer.training_data import EpochBatchSampler
 from transformer_net import InstanceNorm, TransformerNet
 from utils import UserError
 
@@ -123,18 +124,32 @@ class ConditionalTransformerNet(TransformerNet):
 
 
 def one_hot(styles: Sequence[int] | torch.Tensor, count: int) -> torch.Tensor:
-    """One row per entry of `styles`, with weight 1 on that style."""
-    return nn.functional.one_hot(torch.as_tensor(styles, dtype=torch.long), count).float()
+    """One row per entry of `styles`, with weight 1 on that style; on the device of `styles` (a tensor), made there
+    by a comparison: no copy from the host, no sync (F.one_hot checks its input's range, on the host)."""
+    styles = torch.as_tensor(styles, dtype=torch.long)
+    return (styles[..., None] == torch.arange(count, device=styles.device)).float()
 
 
-def styles_for_step(step: int, batch_size: int, count: int, images: int | None = None) -> torch.Tensor:
-    """The style of each image of this process's part of a training step: round robin over the images of every
-    step in turn ((step x global batch + position) mod N), so that each step trains min(global batch, N)
-    styles, every style equally often, and N processes give the styles a single process with N times the batch
-    gives. `images` is this process's batch when it is smaller than `batch_size` (the end of an epoch)."""
+def batch_positions(step: int, batch_size: int, dataset_size: int) -> range:
+    """This process's images at training `step`, numbered in order over the global batches of all steps so far
+    (step x global batch + the image's place in this step's global batch): what training_data.EpochBatchSampler
+    gives this process, also at the ragged end of an epoch, where the processes' parts differ in size. A process
+    given only padding (weighed 0) gets one position past the global batch's images."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    first = step * batch_size * world + rank * batch_size
-    return torch.arange(first, first + (batch_size if images is None else images)) % count
+    sampler = EpochBatchSampler(dataset_size, batch_size, 0, 0, rank=rank, world_size=world)
+    first, images = sampler.part(step % sampler.steps_per_epoch())
+    first += step * batch_size * world
+    return range(first, first + max(images, 1))
+
+
+def styles_for_step(step: int, batch_size: int, count: int, dataset_size: int,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """The style of each image of this process's part of a training step, made on `device`: round robin over the
+    images of every step in turn (batch_positions mod N), so that each step trains min(global batch, N) styles,
+    every style equally often, and N processes give every image the style a single process with N times the
+    batch gives it, also on the ragged last step of an epoch."""
+    positions = batch_positions(step, batch_size, dataset_size)
+    return torch.arange(positions.start, positions.stop, device=device) % count
 
 
 def style_names(names_text: str | None, paths: Sequence[Path]) -> list[str]:

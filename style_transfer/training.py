@@ -15,6 +15,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from style_transfer import previews, training_checkpoint
+from style_transfer.divergence import DivergenceGuard
 from style_transfer.model_files import machine_description, save_model
 from style_transfer.temporal_loss import LossFunction, add_temporal_weight_arg, with_stability_loss
 from style_transfer.training_data import EpochBatchSampler, ImageFolderDataset
@@ -26,6 +27,8 @@ from utils import (
     autocast,
     choose_device,
     compile_network,
+    non_negative_int,
+    positive_float,
     positive_int,
     save_json,
     torch_save,
@@ -34,8 +37,12 @@ from utils import (
 )
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+def _ignore_stop_signals(worker_id: int) -> None:
+    """In each data-loader worker: the main process decides when to stop. Ctrl-C, and a SIGTERM sent to the whole
+    process group (as SLURM and `kill -TERM -- -PGID` do), reach the workers too; one killed by it would make the
+    main process fail mid-step, without a checkpoint. The main process still ends its workers when it is done."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -51,12 +58,12 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=4, help="images per step (default: %(default)s)")
     parser.add_argument("--image-size", type=positive_int, default=256,
                         help="training crops are this many pixels square (default: %(default)s)")
-    parser.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, default=1e-3,
+    parser.add_argument("--learning-rate", "--lr", dest="learning_rate", type=positive_float, default=1e-3,
                         help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="seed for weights and data order (default: %(default)s)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to train; auto prefers CUDA, then MPS (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=non_negative_int, default=None,
                         help="data-loading processes (default: 4 on CUDA, 0 otherwise)")
     parser.add_argument("--vgg-weights", default="imagenet",
                         help="loss network: imagenet (VGG16, the real thing), offline (a seeded random "
@@ -151,7 +158,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     is_main = rank == 0
     model.to(device).train()
     if args.temporal_weight:
-        compute_losses = with_stability_loss(compute_losses, args.temporal_weight)
+        compute_losses = with_stability_loss(compute_losses, args.temporal_weight, args.seed, rank)
         provenance = {**provenance, "temporal_weight": args.temporal_weight}
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     precision = training_precision(args.precision, device)
@@ -170,16 +177,21 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     if world_size > 1:
         device_ids = [device] if device.type == "cuda" else None
         network = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+    if args.compile:
+        network = FullBatches(network)
     stem = Path(args.savename).stem
     log = CsvLog(Path(args.log_dir) / f"{stem}.csv", keep_until=step) if is_main else None
     preview = previews.Previews(model, args, device, precision, stem, step) if is_main else None
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+    guard = DivergenceGuard(device, check_losses=not scaler.is_enabled(), last_good=args.resume)
 
     def save_checkpoint() -> Path:
+        guard.check(step, model)  # never a checkpoint of a diverged run
         path = Path(args.checkpoint_dir) / f"{stem}_step{step:07d}.pth"
         if is_main:
             torch_save(training_checkpoint.contents(model, optimizer, scaler, step, elapsed, args, settings,
-                                                    precision), path)
+                                                    precision, device), path)
+        guard.last_good = path
         return path
 
     stop = StopRequest(world_size, device)
@@ -189,7 +201,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     # One loader for the whole run: persistent workers are not respawned every epoch (which, on a small
     # dataset, cost more than the steps themselves); the sampler, read in this process, moves on instead.
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                         persistent_workers=workers > 0, worker_init_fn=_ignore_sigint,
+                                         persistent_workers=workers > 0, worker_init_fn=_ignore_stop_signals,
                                          pin_memory=device.type == "cuda")
     started, interval_steps = time.perf_counter(), 0
     closing_preview = contextlib.closing(preview) if preview else contextlib.nullcontext()
@@ -208,11 +220,13 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
                 scaler.update()
                 step += 1
                 interval_steps += 1
+                guard.observe(step, losses["total"])
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0) + value.detach()
                 progress.update(1)
                 if step % args.log_interval == 0 or step == total_steps:
                     means = _mean_over_processes(sums, interval_steps)
+                    guard.check(step)  # the loss has just been read: reading the flag costs no extra wait
                     if log is not None:
                         log.write(step, elapsed + time.perf_counter() - started, means)
                         preview.losses(step, means)
@@ -232,6 +246,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
         raise UserError(f"interrupted at step {step}/{total_steps}; checkpoint saved, continue with: "
                         f"--resume {shlex.quote(str(path))}")
     model_path = Path(args.save_dir) / args.savename
+    guard.check(step, model)  # never a diverged model
     with _all_wait_for_rank_0(world_size):
         if is_main:
             _write_run_files(log, args, provenance, stem)
@@ -242,6 +257,32 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
                 "final_losses": log.last(),
             }, fp16=args.save_fp16)
     return model_path
+
+
+class FullBatches(torch.nn.Module):
+    """--compile: a short batch (an epoch's last, in one process or under torchrun) padded to the largest batch the
+    network has run, with copies of its first image, and only the real images' outputs returned. Compiled for
+    fixed shapes, the network would otherwise be compiled again for the short batch (tens of seconds or more, once
+    per run and size); compiling with a dynamic batch dimension instead made the compile itself slower (see
+    benchmarks/ragged_compile.py). The padding costs the short step the time of a full one, once an epoch.
+    The network stylises each image on its own (instance norm), so the padding changes no real image's output,
+    and, cut off, adds nothing to the loss or the gradient."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+        self.size = 0  # the largest batch so far: what the network is compiled for
+
+    def forward(self, images: torch.Tensor, style_mix: torch.Tensor | None = None) -> torch.Tensor:
+        count = len(images)
+        self.size = max(self.size, count)
+        padding = self.size - count
+        if padding:
+            images = torch.cat([images, images[:1].expand(padding, *images.shape[1:])])
+            if style_mix is not None and style_mix.dim() == 2 and len(style_mix) == count:  # a row per image
+                style_mix = torch.cat([style_mix, style_mix[:1].expand(padding, -1)])
+        output = self.network(images) if style_mix is None else self.network(images, style_mix)
+        return output[:count]
 
 
 @contextlib.contextmanager

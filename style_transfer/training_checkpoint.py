@@ -15,9 +15,15 @@ PROCESSES = "processes (torchrun)"  # the settings' name for the number of proce
 
 def run_settings(args: argparse.Namespace, processes: int, images: int, extra: dict[str, str]) -> dict[str, str]:
     """The settings a resumed run must share with the checkpoint's, as `flag: value` strings to compare and show.
-    `extra` holds the script's own (train.py: the styles and their weights; distillation.py: the teachers)."""
+    `extra` holds the script's own (train.py: the styles, their weights and the loss weights; distillation.py: the
+    teachers and --pixel-weight). The loss weights belong here because they decide the loss terms: a term the
+    checkpoint did not have is another objective (and another column of the log)."""
     return {"--batch-size": str(args.batch_size), PROCESSES: str(processes), "--image-size": str(args.image_size),
-            "images in --datapath": str(images), **extra}
+            "images in --datapath": str(images), "--temporal-weight": number_setting(args.temporal_weight), **extra}
+
+
+def number_setting(value: float) -> str:
+    return f"{value:g}"
 
 
 def paths_setting(paths: list[Path]) -> str:
@@ -30,12 +36,30 @@ def weights_setting(weights: list[float]) -> str:
 
 
 def contents(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: "torch.amp.GradScaler", step: int,
-             elapsed: float, args: argparse.Namespace, settings: dict[str, str], precision: str) -> dict:
+             elapsed: float, args: argparse.Namespace, settings: dict[str, str], precision: str,
+             device: torch.device | None = None) -> dict:
     """What a checkpoint holds: enough to continue exactly (weights, optimiser, scaler, step, RNG) and to check
-    that the resumed run is the same run."""
+    that the resumed run is the same run. The RNG: the CPU's, and on CUDA every GPU's (random numbers drawn on a
+    GPU come from its own generator). The stability loss's generator is seeded afresh every step: no state."""
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "step": step, "elapsed_s": elapsed, "torch_rng": torch.get_rng_state(), "precision": precision,
+            "step": step, "elapsed_s": elapsed, **rng_state(device), "precision": precision,
             "settings": settings, "args": vars(args)}
+
+
+def rng_state(device: torch.device | None) -> dict:
+    state = {"torch_rng": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(checkpoint: dict, device: torch.device) -> None:
+    """Restore what rng_state() saved; a checkpoint without the GPUs' state (from the CPU, or older) leaves theirs,
+    and only as many GPUs as there are now are restored."""
+    torch.set_rng_state(checkpoint["torch_rng"])
+    if device.type == "cuda" and checkpoint.get("cuda_rng"):
+        for index, state in enumerate(checkpoint["cuda_rng"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
 
 
 def resume(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -46,7 +70,7 @@ def resume(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Opti
     checkpoint = load_checkpoint(path, model)
     check_settings(path, checkpoint.get("settings"), settings, anyway)
     load_training_state(checkpoint, model, optimizer, scaler, device)
-    torch.set_rng_state(checkpoint["torch_rng"])
+    restore_rng(checkpoint, device)
     return checkpoint["step"], checkpoint.get("elapsed_s", 0.0)
 
 
@@ -72,8 +96,11 @@ def check_settings(path: str | Path, saved: dict[str, str] | None, current: dict
     if saved is None:
         warn(f"--resume: {path} does not record its settings (an older checkpoint): they cannot be compared")
         return
-    differences = [f"{name} {saved.get(name, '(not recorded)')} (now {value})" for name, value in current.items()
-                   if saved.get(name) != value]
+    unrecorded = [name for name in current if name not in saved]
+    if unrecorded:  # settings added to the comparison after the checkpoint was written
+        warn(f"--resume: {path} does not record {', '.join(unrecorded)} (an older checkpoint): not compared")
+    differences = [f"{name} {saved[name]} (now {value})" for name, value in current.items()
+                   if name in saved and saved[name] != value]
     if not differences:
         return
     listed = ", ".join(differences)

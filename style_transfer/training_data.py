@@ -88,12 +88,20 @@ class EpochBatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return self.steps_per_epoch() - self.start_step
 
+    def global_images(self, step_in_epoch: int) -> int:
+        """How many images the global batch of that step of an epoch has (fewer than the full one at the end)."""
+        global_batch = self.batch_size * self.world_size
+        return min(global_batch, self.size - step_in_epoch * global_batch)
+
+    def part(self, step_in_epoch: int) -> tuple[int, int]:
+        """Where this process's images sit in the global batch of that step: (the first one's position, how many),
+        as __iter__ splits it; (the global batch's size, 0) for a process given only padding."""
+        images = self.global_images(step_in_epoch)
+        base, extra = divmod(images, self.world_size)  # tensor_split: the first `extra` parts get one more
+        return self.rank * base + min(self.rank, extra), base + (self.rank < extra)
+
     def loss_scale(self, step_in_epoch: int) -> float:
         """The factor on this process's mean loss at that step of an epoch: its images' share of the global
         batch, times the number of processes (DDP averages the processes' gradients). 1 where the global
         batch divides evenly (always, with one process), 0 for a process given only padding."""
-        global_batch = self.batch_size * self.world_size
-        images = min(global_batch, self.size - step_in_epoch * global_batch)
-        base, extra = divmod(images, self.world_size)  # tensor_split: the first `extra` parts get one more
-        mine = base + (self.rank < extra)
-        return mine * self.world_size / images
+        return self.part(step_in_epoch)[1] * self.world_size / self.global_images(step_in_epoch)

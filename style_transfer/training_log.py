@@ -7,7 +7,9 @@ from utils import atomic_file, write_error
 
 
 class CsvLog:
-    """Loss rows appended as they come; on resume, rows past the checkpoint are dropped."""
+    """Loss rows appended as they come; on resume, rows past the checkpoint are dropped. A row with a loss term the
+    file has no column for (a run resumed with --resume-anyway and a new term, e.g. --tv-weight) grows the header:
+    the file is rewritten whole (atomically) with the new column, empty in the rows before."""
 
     def __init__(self, path: Path, keep_until: int = 0):
         self.path = path
@@ -21,8 +23,9 @@ class CsvLog:
     def write(self, step: int, elapsed: float, losses: dict[str, float]) -> None:
         row = {"step": step, "elapsed_s": f"{elapsed:.2f}", **{k: f"{v:.6g}" for k, v in losses.items()}}
         self._rows.append(row)
-        if self._fields is None:
-            self._fields = list(row)
+        new_fields = [name for name in row if name not in (self._fields or [])]
+        if new_fields:
+            self._fields = [*(self._fields or []), *new_fields]
             self._rewrite()
         else:
             try:
@@ -35,7 +38,7 @@ class CsvLog:
         return self._rows
 
     def last(self) -> dict:
-        return {k: float(v) for k, v in self._rows[-1].items()} if self._rows else {}
+        return {k: float(v) for k, v in self._rows[-1].items() if v != ""} if self._rows else {}
 
     def _rewrite(self) -> None:
         if self._fields is None:
@@ -52,12 +55,12 @@ def plot_losses(rows: list[dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    names = [k for k in (rows[0] if rows else {}) if k not in ("step", "elapsed_s")]
+    names = list(dict.fromkeys(k for r in rows for k in r if k not in ("step", "elapsed_s")))  # grown columns too
     figure = Figure(figsize=(9, 5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for name in names:
-        points = [(int(r["step"]), float(r[name])) for r in rows if float(r[name]) > 0]
+        points = [(int(r["step"]), float(r[name])) for r in rows if r.get(name, "") != "" and float(r[name]) > 0]
         if points:
             steps, values = zip(*points, strict=True)
             axes.plot(steps, values, label=name, marker="o" if len(points) == 1 else None)

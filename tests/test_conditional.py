@@ -166,15 +166,16 @@ def test_training_gradients_reach_only_the_styles_of_the_batch(photos):
 
 
 def test_styles_go_round_robin_and_several_processes_give_those_of_one(monkeypatch):
-    assert [styles_for_step(step, 4, 3).tolist() for step in range(3)] == [[0, 1, 2, 0], [1, 2, 0, 1], [2, 0, 1, 2]]
-    assert styles_for_step(1, 4, 2, images=3).tolist() == [0, 1, 0]  # the short batch at an epoch's end
-    one_process = [styles_for_step(step, 4, 3).tolist() for step in range(3)]
+    assert [styles_for_step(step, 4, 3, 100).tolist() for step in range(3)] == [[0, 1, 2, 0], [1, 2, 0, 1],
+                                                                                 [2, 0, 1, 2]]
+    assert styles_for_step(1, 4, 2, 7).tolist() == [0, 1, 0]  # the short batch at an epoch's end
+    one_process = [styles_for_step(step, 4, 3, 100).tolist() for step in range(3)]
     monkeypatch.setattr(conditional_net.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(conditional_net.dist, "get_world_size", lambda: 2)
     parts = {}
     for rank in (0, 1):
         monkeypatch.setattr(conditional_net.dist, "get_rank", lambda rank=rank: rank)
-        parts[rank] = [styles_for_step(step, 2, 3).tolist() for step in range(3)]
+        parts[rank] = [styles_for_step(step, 2, 3, 100).tolist() for step in range(3)]
     assert [parts[0][step] + parts[1][step] for step in range(3)] == one_process
 
 
@@ -279,14 +280,17 @@ def test_a_one_style_conditional_run_trains_as_a_plain_run(tmp_path, dataset_dir
 
 
 @pytest.mark.slow
-def test_conditional_training_under_torchrun_equals_one_process(tmp_path, style_files):
-    """2 processes of batch 1 give each image the style 1 process of batch 2 gives it, so the same weights."""
-    for i in range(4):
+@pytest.mark.parametrize("photos,per_process", [(4, 1), (6, 2)], ids=["even", "ragged last step"])
+def test_conditional_training_under_torchrun_equals_one_process(tmp_path, style_files, photos, per_process):
+    """2 processes of batch b give each image the style 1 process of batch 2b gives it, so the same weights; also
+    where the last global batch of an epoch is ragged (6 photos at a global batch of 4: 2 left, 1 per process,
+    where process 1's image took the style of position 6 instead of 5)."""
+    for i in range(photos):
         write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40, seed=i)
     script = tmp_path / "train_float64.py"
     script.write_text(FLOAT64_TRAIN.format(root=str(ROOT)))
-    for name, launcher, batch in (("one", [], "2"), ("two", ["-m", "torch.distributed.run", "--standalone",
-                                                             "--nproc_per_node", "2"], "1")):
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for name, launcher, batch in (("one", [], str(2 * per_process)), ("two", torchrun, str(per_process))):
         result = subprocess.run([sys.executable, *launcher, str(script), *train_args(
             tmp_path / "photos", tmp_path / name, style_files[:2], "--conditional", "--max-steps", "3",
             "--epochs", "3", "--batch-size", batch, "--savename", "m", "--precision", "fp32")],

@@ -1,6 +1,7 @@
 """Training runs that are killed or stopped mid-way: real train.py processes and real signals."""
 
 import csv
+import os
 import shlex
 import signal
 import subprocess
@@ -29,12 +30,14 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.pth") if not p.name.startswith(".")) if folder.is_dir() else []
 
 
-def start_and_wait_for_a_checkpoint(args: list[str], cwd: Path) -> tuple[subprocess.Popen, Path]:
-    """Start train.py and return as soon as its first checkpoint is complete, while it is still training."""
+def start_and_wait_for_a_checkpoint(args: list[str], cwd: Path,
+                                    own_group: bool = False) -> tuple[subprocess.Popen, Path]:
+    """Start train.py and return as soon as its first checkpoint is complete, while it is still training.
+    `own_group`: in a process group of its own (as a batch scheduler starts a job), to be signalled as a whole."""
     stderr = cwd / "stderr.txt"
     with stderr.open("w") as file:  # a file, not a pipe: a full pipe would stall the process
         process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                                   stderr=file)
+                                   stderr=file, start_new_session=own_group)
     deadline = time.monotonic() + 240
     while not checkpoints(Path(args[args.index("--checkpoint-dir") + 1])):
         if process.poll() is not None:
@@ -79,12 +82,8 @@ def test_sigkill_leaves_loadable_checkpoints_and_resuming_ends_with_the_same_wei
         assert [int(row["step"]) for row in csv.DictReader(file)] == list(range(1, STEPS + 1))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_sigint_or_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path, dataset_dir, style_files, signum):
-    args = killable_run_args(dataset_dir, tmp_path, style_files)
-    process, stderr = start_and_wait_for_a_checkpoint(args, tmp_path)
-    process.send_signal(signum)
+def checkpoint_named_by_the_stop(process: subprocess.Popen, stderr: Path, signum: int) -> Path:
+    """After a stop by `signum`: the run ended cleanly with one `interrupted ... --resume CKPT` line; that CKPT."""
     process.wait(timeout=120)
     text = stderr.read_text()
     assert process.returncode not in (0, None), text
@@ -96,4 +95,30 @@ def test_sigint_or_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path, 
     checkpoint = model_files.load_checkpoint(path)
     assert f"interrupted at step {checkpoint['step']}/{STEPS}" in resume[0]
     assert 2 <= checkpoint["step"] < STEPS
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_or_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path, dataset_dir, style_files, signum):
+    args = killable_run_args(dataset_dir, tmp_path, style_files)
+    process, stderr = start_and_wait_for_a_checkpoint(args, tmp_path)
+    process.send_signal(signum)
+    checkpoint_named_by_the_stop(process, stderr, signum)
     assert not (tmp_path / "models" / "m.pth").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_with_loader_workers_stops_cleanly_and_resumes(tmp_path, dataset_dir,
+                                                                                           style_files):
+    """SLURM (and `kill -TERM -- -PGID`) signal every process of the job, the data-loader workers too: a worker
+    killed by it made the main process die in backward() (exit 1, no checkpoint)."""
+    args = killable_run_args(dataset_dir, tmp_path, style_files, "--workers", "2")
+    process, stderr = start_and_wait_for_a_checkpoint(args, tmp_path, own_group=True)
+    os.killpg(process.pid, signal.SIGTERM)
+    checkpoint = checkpoint_named_by_the_stop(process, stderr, signal.SIGTERM)
+    assert not (tmp_path / "models" / "m.pth").exists()
+    train.main([*args, "--resume", str(checkpoint)])
+    assert model_files.load_checkpoint(checkpoint)["step"] < STEPS
+    with open(tmp_path / "logs" / "m.csv") as file:
+        assert [int(row["step"]) for row in csv.DictReader(file)] == list(range(1, STEPS + 1))

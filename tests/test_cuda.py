@@ -9,6 +9,7 @@ fp32 render of the same model, to 40 dB PSNR (the rendering tests' bound for red
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,62 @@ def test_a_run_resumed_on_cuda_ends_with_the_weights_of_an_uninterrupted_one(tmp
                   part / "checkpoints/m_step0000004.pth", device="cuda")
     assert logged_losses(part) == logged_losses(full)
     assert largest_difference(part, full) < 1e-5
+
+
+def test_a_run_with_temporal_weight_resumed_on_cuda_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    """The stability loss draws its random views and noise on the GPU: a resumed run must draw what the
+    uninterrupted one drew (its generator is seeded per step), and the checkpoint keeps the GPU's RNG state."""
+    for i in range(6):
+        write_noise_image(tmp_path / "photos" / f"{i}.jpg", 40, 40 + i, seed=i)
+    style = write_noise_image(tmp_path / "style.png", 48, 48, seed=100)
+    common = ("--batch-size", "2", "--epochs", "3", "--checkpoint-interval", "4", "--temporal-weight", "1")
+    full = train_float64(tmp_path, tmp_path / "full", tmp_path / "photos", style, *common, "--max-steps", "6",
+                         device="cuda")
+    part = train_float64(tmp_path, tmp_path / "part", tmp_path / "photos", style, *common, "--max-steps", "4",
+                         device="cuda")
+    checkpoint = part / "checkpoints/m_step0000004.pth"
+    assert len(torch.load(checkpoint, weights_only=True)["cuda_rng"]) == torch.cuda.device_count()
+    train_float64(tmp_path, part, tmp_path / "photos", style, *common, "--max-steps", "6", "--resume", checkpoint,
+                  device="cuda")
+    assert logged_losses(part) == logged_losses(full)
+    assert all(float(row["stability"]) > 0 for row in logged_losses(full))
+    assert largest_difference(part, full) < 1e-5
+
+
+def synchronising_calls(run) -> int:
+    """How many times `run()` made the host wait for the GPU (torch.cuda.set_sync_debug_mode's warnings)."""
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("script", ["train.py", "distillation.py"])
+def test_conditional_and_temporal_training_steps_do_not_wait_for_the_gpu(tmp_path, dataset_dir, style_files, script):
+    """--conditional and --temporal-weight made tensors on the host and copied them over every step (the styles,
+    their one-hot rows, the random views; distillation's per-teacher selection), each copy a wait for the GPU. Runs
+    of 3 and 6 steps (log and checkpoint only at the end) must wait equally often: no wait per step."""
+    def run(steps: int, out: Path) -> None:
+        flags = ["--conditional", "--temporal-weight", "1", "--workers", "0", "--max-steps", str(steps), "--epochs",
+                 "10", "--log-interval", "1000", "--checkpoint-interval", "1000"]
+        if script == "train.py":
+            train.main(on_cuda(train_args(dataset_dir, out, style_files[:2], "--savename", "m", *flags)))
+        else:
+            teachers = [save_random_model(tmp_path / "teachers" / f"t{i}.pth", seed=i) for i in range(2)]
+            distillation.main(["--datapath", str(dataset_dir), "--teachers", ",".join(map(str, teachers)),
+                               "--vgg-weights", "random", "--image-size", "32", "--batch-size", "2", "--device",
+                               "cuda", "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
+                               "--checkpoint-dir", str(out / "checkpoints"), "--savename", "m", *flags])
+
+    run(2, tmp_path / "warm-up")  # cuDNN's choices, the caching allocator's first blocks
+    short = synchronising_calls(lambda: run(3, tmp_path / "three"))
+    long = synchronising_calls(lambda: run(6, tmp_path / "six"))
+    print(f"synchronising calls: 3 steps {short}, 6 steps {long}")
+    assert long == short
 
 
 @pytest.mark.parametrize("before,after", [("bf16", "fp16"), ("fp16", "bf16")])
