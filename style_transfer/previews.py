@@ -24,7 +24,8 @@ PREVIEW_SIDE = 256  # the shorter side of each preview photo: keeps a preview at
 MAX_PHOTOS = 4
 LABEL_WIDTH = 90  # the strip left of each row that names its step
 HEADER = 20  # the strip above the rows that names each column
-MAX_ROWS = 200  # JPEG's 65,500-pixel limit: past it the oldest rows but the first are dropped
+MAX_ROWS = 200  # past this (or JPEG's limit) the oldest rows but the first are dropped
+JPEG_MAX_SIDE = 65500  # the tallest picture JPEG (and Pillow's encoder) can hold
 _COMMENT_KEY = "style-transfer preview"
 
 
@@ -148,7 +149,7 @@ class Previews:
         row = self._row(step)
         self.steps.append(step)
         self.rows.append(row)
-        if len(self.rows) > MAX_ROWS:
+        while len(self.rows) > 2 and (len(self.rows) > MAX_ROWS or HEADER + sum(map(len, self.rows)) > JPEG_MAX_SIDE):
             del self.steps[1], self.rows[1]
         self._write()
         if self.writer is not None:
@@ -193,8 +194,11 @@ class Previews:
         picture.paste(Image.fromarray(rows), (0, HEADER))
         comment = json.dumps({_COMMENT_KEY: {"steps": self.steps, "row_height": self.rows[0].shape[0],
                                              "labels": self.labels}})
-        with atomic_file(self.path) as temp:
-            picture.save(temp, format="JPEG", quality=90, comment=comment.encode())
+        try:
+            with atomic_file(self.path) as temp:
+                picture.save(temp, format="JPEG", quality=90, comment=comment.encode())
+        except (OSError, UserError) as exc:  # a full disk, say: a preview never ends a run
+            warn(f"--preview-interval: could not write {self.path} ({exc}); training goes on")
 
     def _continue(self, start_step: int) -> None:
         """On --resume: the rows of the existing picture up to the checkpoint's step (a picture of other

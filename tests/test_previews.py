@@ -64,6 +64,20 @@ def test_the_preview_picture_grows_a_row_per_step_and_continues_on_resume(tmp_pa
     assert np.abs(again - first_rows).mean() < 3  # step 2's row kept (JPEG re-encoding only)
 
 
+def test_the_preview_picture_stays_within_jpegs_size_limit_and_a_failed_write_never_ends_a_run(
+        tmp_path, dataset_dir, style_files, preview_dir, monkeypatch, capsys):
+    monkeypatch.setattr(previews, "JPEG_MAX_SIDE", previews.HEADER + 3 * 56)  # room for three rows of 56 pixels
+    train.main(train_args(dataset_dir, tmp_path, style_files[:1], "--max-steps", "5", "--savename", "m",
+                          "--preview-interval", "1", "--preview-images", str(preview_dir)))
+    steps, (_, height) = preview_steps(tmp_path / "logs/m_preview.jpg")
+    assert steps == [1, 4, 5] and height <= previews.JPEG_MAX_SIDE  # the first row kept, the oldest others dropped
+    (tmp_path / "again/logs/m_preview.jpg").mkdir(parents=True)  # in the way: every write fails, training does not
+    train.main(train_args(dataset_dir, tmp_path / "again", style_files[:1], "--max-steps", "2", "--savename", "m",
+                          "--preview-interval", "1", "--preview-images", str(preview_dir)))
+    assert (tmp_path / "again/models/m.pth").exists()
+    assert "warning: --preview-interval: could not write" in capsys.readouterr().err
+
+
 def test_a_conditional_model_previews_a_column_per_photo_and_style(tmp_path, dataset_dir, style_files, preview_dir):
     train.main(train_args(dataset_dir, tmp_path, style_files[:2], "--conditional", "--max-steps", "1",
                           "--savename", "m", "--preview-interval", "1", "--preview-images", str(preview_dir)))
