@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 import utils
-from style_transfer import model_files, rendering, style_choice, temporal, video_io
+from style_transfer import model_files, rendering, style_choice, style_images, temporal, video_io
 
 Item = TypeVar("Item")
 
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "appears, after a scene cut or in motion too fast to follow); --no-temporal "
                              "stylises every frame on its own (default: --temporal)")
     rendering.add_render_args(parser)
+    style_images.add_style_image_args(parser)
     style_choice.add_style_args(parser, schedule=True)
     return parser
 
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     args.batch_size = args.batch_size or rendering.default_batch_size(device)
     precision = utils.choose_precision(args.precision, device)
     network = model_files.load_transformer(args.model, device)
+    network = style_images.resolve_style_images(network, args, args.model, device)
     schedule = style_choice.apply_style_choice(network, args, args.model)
     model = rendering.prepare_for_rendering(network, precision, args.compile)
     torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once
