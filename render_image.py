@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs = plan_outputs(content, output, args.format)
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
-    network = model_files.load_transformer(args.model, device)
+    network = model_files.load_transformer(args.model, device, arbitrary=True)
     network = style_images.resolve_style_images(network, args, args.model, device)
     style_choice.apply_style_choice(network, args, args.model)
     model = rendering.prepare_for_rendering(network, precision)

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     device = utils.choose_device(args.device)
     args.batch_size = args.batch_size or rendering.default_batch_size(device)
     precision = utils.choose_precision(args.precision, device)
-    network = model_files.load_transformer(args.model, device)
+    network = model_files.load_transformer(args.model, device, arbitrary=True)
     network = style_images.resolve_style_images(network, args, args.model, device)
     schedule = style_choice.apply_style_choice(network, args, args.model)
     model = rendering.prepare_for_rendering(network, precision, args.compile)

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
     start = time.perf_counter()
-    arbitrary = model_files.load_transformer(args.model, device)
+    arbitrary = model_files.load_transformer(args.model, device, arbitrary=True)
     loss_network = load_loss_network(arbitrary.loss_network).to(device)
     check_loss_network(arbitrary, loss_network, arbitrary.loss_network, args.model)
     predicted = to_conditional(arbitrary, predict(arbitrary, loss_network, [image_io.load_rgb(args.style_image)]),

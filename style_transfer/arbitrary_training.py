@@ -146,7 +146,7 @@ def add_style_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
     """(model, compute_losses, provenance, resume settings) of train.py --add-style NEW --init-from MODEL."""
     picture = require_file(args.add_style, "--add-style")
     image = image_io.load_rgb(picture, args.style_size)
-    base = model_files.load_transformer(args.init_from, device)
+    base = model_files.load_transformer(args.init_from, device, arbitrary=True)
     if isinstance(base, ArbitraryTransformerNet):
         start = predict(base, vgg, [image_io.load_rgb(picture)])  # the prediction: the starting point
         old_names: list[str] = []

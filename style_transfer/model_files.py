@@ -96,20 +96,25 @@ def to_transformer_state(state: object) -> dict[str, torch.Tensor]:
     return converted
 
 
-def load_transformer(path: str | Path, device: torch.device | str = "cpu") -> TransformerNet:
+def load_transformer(path: str | Path, device: torch.device | str = "cpu", arbitrary: bool = False) -> TransformerNet:
     """Load a TransformerNet in eval mode from any supported layout; never runs pickled code.
 
-    A conditional model comes back as a ConditionalTransformerNet set to its first style, an arbitrary-style one
-    as an ArbitraryTransformerNet (render it through style_images.py, which predicts its styles)."""
+    A conditional model comes back as a ConditionalTransformerNet set to its first style. An arbitrary-style one
+    comes back as an ArbitraryTransformerNet where the caller takes one (`arbitrary`: it predicts its styles
+    from pictures, style_images.py); elsewhere it is refused in one line that says how to freeze it."""
     path = require_file(path, "model")
     try:
         raw = _load_weights(path)
         state = to_transformer_state(raw)
-        arbitrary = arbitrary_settings_of(raw)
-        model = ArbitraryTransformerNet(**arbitrary) if arbitrary else network_for_state(state, _style_names(raw))
+        settings = arbitrary_settings_of(raw)
+        model = ArbitraryTransformerNet(**settings) if settings else network_for_state(state, _style_names(raw))
         _check_state(state, model.state_dict())
     except ValueError as exc:
         raise UserError(f"{path} is not a TransformerNet model: {exc}") from None
+    if isinstance(model, ArbitraryTransformerNet) and not arbitrary:
+        raise UserError(f"{path} is an arbitrary-style model, which needs a style picture: save its styles for given "
+                        "pictures as a conditional model, which this takes, with render_image.py --style-image "
+                        "A.jpg,B.jpg --save-conditional OUT.pth (see docs/styles.md)")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 

@@ -48,7 +48,7 @@ def list_styles_if_asked(argv: list[str] | None) -> bool:
         return False
     if known.model is None:
         raise UserError("--list-styles: name the model with --model-path")
-    model = model_files.load_transformer(known.model)
+    model = model_files.load_transformer(known.model, arbitrary=True)
     if isinstance(model, ArbitraryTransformerNet):
         print(f"{known.model}: an arbitrary-style model: any picture is a style (--style-image PATH[,PATH...])")
         return True

@@ -69,7 +69,7 @@ def test_the_model_file_holds_transformer_predictor_and_loss_network_and_loads_w
     assert raw["arbitrary"]["loss_network"] == "offline"
     assert any(k.startswith("predictor.") for k in raw["state_dict"])
     assert model_files.provenance_path(arbitrary_model).is_file()
-    model = model_files.load_transformer(arbitrary_model)
+    model = model_files.load_transformer(arbitrary_model, arbitrary=True)
     assert isinstance(model, ArbitraryTransformerNet)
     assert arbitrary_model.stat().st_size < 10e6
 
@@ -219,3 +219,19 @@ def test_render_refuses_bad_input_in_one_line_and_writes_nothing(pictures, arbit
                                      "--model", model, "--output-path", tmp_path / "out.png", "--device", "cpu", *flags)
         assert_clean_failure(result, *expected)
         assert not (tmp_path / "out.png").exists()
+
+
+def test_where_a_plain_or_conditional_model_is_expected_an_arbitrary_one_is_refused_in_one_line(
+        pictures, arbitrary_model, tmp_path, capsys):
+    import distillation
+
+    result = run_main_in_process(capsys, distillation.main, "--datapath", pictures / "photos", "--teachers",
+                                 arbitrary_model, "--vgg-weights", "offline", "--image-size", "32", "--device", "cpu",
+                                 "--save-dir", tmp_path / "models", "--max-steps", "1")
+    assert_clean_failure(result, "arbitrary-style model", "--save-conditional")
+    assert not (tmp_path / "models").exists() or files_under(tmp_path / "models") == set()
+
+
+def test_list_styles_names_an_arbitrary_model(arbitrary_model, capsys):
+    result = run_main_in_process(capsys, render_image.main, "--model", arbitrary_model, "--list-styles")
+    assert result.returncode == 0 and "arbitrary-style model" in result.stdout and "--style-image" in result.stdout

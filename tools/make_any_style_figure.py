@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=str(ROOT / "images/figures/any-style.jpg"),
                         help="the figure (default: this repository's images/figures/any-style.jpg)")
     args = parser.parse_args(argv)
-    model = model_files.load_transformer(utils.require_file(args.model, "--model"))
+    model = model_files.load_transformer(utils.require_file(args.model, "--model"), arbitrary=True)
     with tempfile.TemporaryDirectory() as folder:
         pictures = [STYLES / "stained-glass.png", STYLES / "brush-strokes.jpg"]
         for index in UNSEEN:
