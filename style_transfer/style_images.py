@@ -96,7 +96,7 @@ def resolve_style_images(network: TransformerNet, args: argparse.Namespace, mode
     conditional = to_conditional(network, params, style_names(None, pictures))
     if getattr(args, "save_conditional", None):
         model_files.save_model(conditional, args.save_conditional, {
-            "script": "render_image.py --save-conditional", "arbitrary_model": str(model_path),
+            "script": "render_image.py --save-conditional", "arbitrary_model": str(model_path), "conditional": True,
             "styles": [{"path": str(p), "name": n} for p, n in zip(pictures, conditional.style_names, strict=True)],
             "loss_network": name})
     return conditional
