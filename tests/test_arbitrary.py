@@ -235,3 +235,15 @@ def test_where_a_plain_or_conditional_model_is_expected_an_arbitrary_one_is_refu
 def test_list_styles_names_an_arbitrary_model(arbitrary_model, capsys):
     result = run_main_in_process(capsys, render_image.main, "--model", arbitrary_model, "--list-styles")
     assert result.returncode == 0 and "arbitrary-style model" in result.stdout and "--style-image" in result.stdout
+
+
+def test_the_style_set_is_seeded_and_varied(tmp_path):
+    import make_style_set
+
+    for folder in ("a", "b"):
+        make_style_set.main(["--output", str(tmp_path / folder), "--count", "5", "--size", "48"])
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert len(names) == 5
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+    means = [np.asarray(Image.open(tmp_path / "a" / n), np.float64).mean(axis=(0, 1)) for n in names]
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1:]) > 1  # five palettes
