@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 import utils
-from style_transfer import image_io, model_files, rendering, stroke_scale, style_choice, tiling
+from style_transfer import image_io, model_files, rendering, stroke_scale, style_choice, style_images, tiling
 from transformer_net import TransformerNet
 
 
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     rendering.add_render_args(parser)
     stroke_scale.add_stroke_scale_arg(parser)
+    style_images.add_style_image_args(parser, save_conditional=True)
     style_choice.add_style_args(parser)
     parser.add_argument("--tile", type=tiling.tile_side, default=None, metavar="N",
                         help=f"render in overlapping tiles of at most N x N pixels (N >= {tiling.MIN_TILE}, rounded "
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     pairs = plan_outputs(content, output, args.format)
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
-    network = model_files.load_transformer(args.model, device)
+    network = model_files.load_transformer(args.model, device, arbitrary=True)
+    network = style_images.resolve_style_images(network, args, args.model, device)
     style_choice.apply_style_choice(network, args, args.model)
     model = rendering.prepare_for_rendering(network, precision)
     tiler = tiling.TiledRenderer(model, precision, args.compile)  # a copy of its own

@@ -29,7 +29,16 @@ import torch
 from tqdm import tqdm
 
 import utils
-from style_transfer import model_files, optical_flow, rendering, stroke_scale, style_choice, temporal_blend, video_io
+from style_transfer import (
+    model_files,
+    optical_flow,
+    rendering,
+    stroke_scale,
+    style_choice,
+    style_images,
+    temporal_blend,
+    video_io,
+)
 
 Item = TypeVar("Item")
 
@@ -70,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "stylises every frame on its own (default: --temporal)")
     rendering.add_render_args(parser)
     stroke_scale.add_stroke_scale_arg(parser)
+    style_images.add_style_image_args(parser)
     style_choice.add_style_args(parser, schedule=True)
     return parser
 
@@ -119,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     device = utils.choose_device(args.device)
     args.batch_size = args.batch_size or rendering.default_batch_size(device)
     precision = utils.choose_precision(args.precision, device)
-    network = model_files.load_transformer(args.model, device)
+    network = model_files.load_transformer(args.model, device, arbitrary=True)
+    network = style_images.resolve_style_images(network, args, args.model, device)
     schedule = style_choice.apply_style_choice(network, args, args.model)
     model = rendering.prepare_for_rendering(network, precision, args.compile)
     torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once

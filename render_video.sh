@@ -2,11 +2,14 @@
 # Stylise a video, keeping its frame rate and its sound. Every variable below can be overridden from
 # the environment; relative paths are relative to this folder, e.g.
 #   MODEL=models/mosaic.pth INPUT="$HOME/Videos/my clip.mov" SAVE_NAME="$HOME/Videos/my clip styled.mp4" bash render_video.sh
+#   STYLE_IMAGE=path/to/picture.jpg bash render_video.sh                            # any picture's style (models/any-style.pth)
 #   STYLE_SCHEDULE="0:1,0;4:0,1" bash render_video.sh                               # morph between the two styles
 # Extra arguments go to render_video.py, e.g. --resize 0.5 --no-audio --preserve-color --crf 23.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+STYLE_IMAGE="${STYLE_IMAGE:-}"                              # any style picture(s), a,b: an arbitrary-style model
+if [ -n "$STYLE_IMAGE" ]; then MODEL="${MODEL:-models/any-style.pth}"; fi  # the default model then
 MODEL="${MODEL:-models/all-styles.pth}"                     # from train.py, the PyTorch example or the original repo
 INPUT="${INPUT:-images/demo-clip.mp4}"                      # any video OpenCV reads
 SAVE_NAME="${SAVE_NAME:-output/demo-clip-styled.mp4}"       # .mp4, .m4v, .mov, .mkv or .avi
@@ -29,6 +32,7 @@ if [ ! -f "$MODEL" ]; then
 fi
 extra=()
 if [ -n "$BATCH_SIZE" ]; then extra+=(--batch-size "$BATCH_SIZE"); fi
+if [ -n "$STYLE_IMAGE" ]; then extra+=(--style-image "$STYLE_IMAGE"); fi
 if [ -n "$STYLE" ]; then extra+=(--style "$STYLE"); fi
 if [ -n "$STYLE_MIX" ]; then extra+=(--style-mix "$STYLE_MIX"); fi
 if [ -n "$STYLE_SCHEDULE" ]; then extra+=(--style-schedule "$STYLE_SCHEDULE"); fi

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 import utils
-from style_transfer import image_io, model_files, training, training_checkpoint, training_data
+from style_transfer import arbitrary_training, image_io, model_files, training, training_checkpoint, training_data
 from style_transfer.conditional_net import (
     STYLE_NAMES_HELP,
     ConditionalTransformerNet,
@@ -29,8 +29,9 @@ from vgg import content_loss, gram_matrix, per_image_style_loss, style_loss, tot
 
 def build_parser() -> argparse.ArgumentParser:
     parser = utils.ArgumentParser(description=__doc__)
-    parser.add_argument("--stylepath", required=True,
-                        help="style image, or several separated by commas (a,b,c)")
+    parser.add_argument("--stylepath", default=None,
+                        help="style image, or several separated by commas (a,b,c); required unless --arbitrary "
+                             "or --add-style gives the styles")
     parser.add_argument("--style-weights", default=None, metavar="W1,W2,...",
                         help="one non-negative weight per style, normalised to sum 1 (default: equal)")
     parser.add_argument("--alpha", type=float, default=None,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="style loss weight (default: %(default)s)")
     parser.add_argument("--tv-weight", type=utils.non_negative_float, default=0.0,
                         help="total-variation (smoothness) loss weight (default: %(default)s)")
+    arbitrary_training.add_arbitrary_args(parser)
     training.add_training_args(parser)
     return parser
 
@@ -98,6 +100,12 @@ def weights_for_step(step: int, style_weights: list[float], alt: int | None) -> 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     training.require_writable_folders(args)
+    if arbitrary_training.wanted(args):
+        train_without_stylepath(args, argv)
+        return
+    if args.stylepath is None:
+        raise utils.UserError("--stylepath is required (or --arbitrary --style-dir DIR, or --add-style PICTURE "
+                              "--init-from MODEL)")
     paths = style_paths(args.stylepath)
     style_weights = style_weights_from_args(args, len(paths))
     style_images = [image_io.load_rgb(p, args.style_size) for p in paths]
@@ -151,6 +159,20 @@ def main(argv: list[str] | None = None) -> None:
                        **{flag: training_checkpoint.number_setting(value) for flag, value in (
                            ("--content-weight", args.content_weight), ("--style-weight", args.style_weight),
                            ("--tv-weight", args.tv_weight))}}
+    model_path = training.fit(model, compute_losses, dataset, args, device, provenance, resume_settings)
+    print(f"model saved to {model_path}")
+
+
+def train_without_stylepath(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """--arbitrary or --add-style: the styles and the model come from arbitrary_training, the loop from fit()."""
+    arbitrary_training.check_flags(args)
+    dataset = training_data.ImageFolderDataset(args.datapath, args.image_size)
+    device = training.training_device(args.device)
+    vgg = load_loss_network(args.vgg_weights).to(device)
+    model, compute_losses, provenance, resume_settings = arbitrary_training.run(args, vgg, device)
+    if not Path(args.savename).suffix:
+        args.savename += ".pth"
+    provenance = {**provenance, "command": model_files.command_line("train.py", argv)}
     model_path = training.fit(model, compute_losses, dataset, args, device, provenance, resume_settings)
     print(f"model saved to {model_path}")
 

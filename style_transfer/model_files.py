@@ -3,7 +3,9 @@ supported layout: ours, the PyTorch example's, the original repo's, and conditio
 names), and reading training checkpoints.
 
 A plain model is a plain state_dict. A conditional model (conditional_net.py) is
-`{"style_names": [...], "state_dict": {...}}`: lists, strings and tensors only, so weights_only loads it."""
+`{"style_names": [...], "state_dict": {...}}`: lists, strings and tensors only, so weights_only loads it. An
+arbitrary-style model (arbitrary_net.py) is `{"arbitrary": {settings}, "state_dict": {...}}`: the transformer and
+its style predictor in one state_dict, and what the predictor's input needs (which loss network, its fingerprint)."""
 
 import contextlib
 import json
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from style_transfer.arbitrary_net import ArbitraryTransformerNet, arbitrary_settings_of
 from style_transfer.conditional_net import ConditionalTransformerNet, style_count_of
 from transformer_net import TransformerNet
 from utils import UserError, require_file, save_json, torch_save
@@ -32,6 +35,8 @@ def save_model(model: torch.nn.Module, path: str | Path, provenance: dict, fp16:
     state = {k: (v.half() if fp16 else v).detach().cpu() for k, v in model.state_dict().items()}
     if isinstance(model, ConditionalTransformerNet):
         state = {"style_names": list(model.style_names), "state_dict": state}
+    elif isinstance(model, ArbitraryTransformerNet):
+        state = {"arbitrary": model.settings(), "state_dict": state}
     torch_save(state, path)
     save_json(provenance, provenance_path(path))
 
@@ -100,18 +105,25 @@ def to_transformer_state(state: object) -> dict[str, torch.Tensor]:
     return converted
 
 
-def load_transformer(path: str | Path, device: torch.device | str = "cpu") -> TransformerNet:
+def load_transformer(path: str | Path, device: torch.device | str = "cpu", arbitrary: bool = False) -> TransformerNet:
     """Load a TransformerNet in eval mode from any supported layout; never runs pickled code.
 
-    A conditional model comes back as a ConditionalTransformerNet set to its first style."""
+    A conditional model comes back as a ConditionalTransformerNet set to its first style. An arbitrary-style one
+    comes back as an ArbitraryTransformerNet where the caller takes one (`arbitrary`: it predicts its styles
+    from pictures, style_images.py); elsewhere it is refused in one line that says how to freeze it."""
     path = require_file(path, "model")
     try:
         raw = _load_weights(path)
         state = to_transformer_state(raw)
-        model = network_for_state(state, _style_names(raw))
+        settings = arbitrary_settings_of(raw)
+        model = ArbitraryTransformerNet(**settings) if settings else network_for_state(state, _style_names(raw))
         _check_state(state, model.state_dict())
     except ValueError as exc:
         raise UserError(f"{path} is not a TransformerNet model: {exc}") from None
+    if isinstance(model, ArbitraryTransformerNet) and not arbitrary:
+        raise UserError(f"{path} is an arbitrary-style model, which needs a style picture: save its styles for given "
+                        "pictures as a conditional model, which this takes, with render_image.py --style-image "
+                        "A.jpg,B.jpg --save-conditional OUT.pth (see docs/styles.md)")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from style_transfer import model_files
+from style_transfer.arbitrary_net import ArbitraryTransformerNet
 from style_transfer.conditional_net import ConditionalTransformerNet
 from transformer_net import TransformerNet
 from utils import UserError, parse_weights
@@ -47,7 +48,10 @@ def list_styles_if_asked(argv: list[str] | None) -> bool:
         return False
     if known.model is None:
         raise UserError("--list-styles: name the model with --model-path")
-    model = model_files.load_transformer(known.model)
+    model = model_files.load_transformer(known.model, arbitrary=True)
+    if isinstance(model, ArbitraryTransformerNet):
+        print(f"{known.model}: an arbitrary-style model: any picture is a style (--style-image PATH[,PATH...])")
+        return True
     if not isinstance(model, ConditionalTransformerNet):
         print(f"{known.model}: a plain model with one style (mixing at render time needs a model of "
               "train.py --conditional or distillation.py --conditional)")

@@ -6,6 +6,8 @@
 #   models/stained-glass.pth, models/brush-strokes.pth   one style each (train.py)
 #   models/blend.pth                                     both styles, fixed weights 0.5,0.5 (train.py)
 #   models/distilled.pth                                 the two single-style models merged (distillation.py)
+#   models/any-style.pth                                 any picture as the style (train.py --arbitrary) over a
+#                                                        seeded set of generated style pictures (make_style_set.py)
 # By default this runs offline on the CPU with the OFFLINE loss network (style_transfer/loss_network.py: colour statistics
 # and random multi-scale filters, not VGG16), on crops of the bundled photos, because ImageNet VGG16 weights
 # and COCO cannot be fetched where the demo is made; see models/README.md. For real models, on a GPU box with
@@ -21,10 +23,12 @@ IMAGE_SIZE="${IMAGE_SIZE:-128}"
 STYLE_SIZE="${STYLE_SIZE:-256}"
 BATCH_SIZE="${BATCH_SIZE:-2}"
 LEARNING_RATE="${LEARNING_RATE:-2e-3}"
-STEPS="${STEPS:-900}"                     # the conditional model gets twice as many: one style per image
+STEPS="${STEPS:-900}"
+ARBITRARY_STEPS="${ARBITRARY_STEPS:-3000}"  # any-style.pth: as many as fit; its .json records the steps it had
+STYLE_SET="${STYLE_SET:-data/style-set}"    # made by make_style_set.py when missing                     # the conditional model gets twice as many: one style per image
 DEVICE="${DEVICE:-auto}"
 PRECISION="${PRECISION:-auto}"            # bf16 on CPUs with native bfloat16 (1.6x faster here), else fp32
-ONLY="${ONLY:-all}"                       # or some of: all-styles stained-glass brush-strokes blend distilled
+ONLY="${ONLY:-all}"                       # or some of: all-styles stained-glass brush-strokes blend distilled any-style
 GLASS=images/style-images/stained-glass.png
 STROKES=images/style-images/brush-strokes.jpg
 
@@ -49,4 +53,9 @@ fi
 if wanted distilled; then
     "$PYTHON" distillation.py --teachers models/stained-glass.pth,models/brush-strokes.pth --teacher-weights 0.5,0.5 \
         --max-steps "$STEPS" "${common[@]}" --save-dir models --savename distilled.pth
+fi
+if wanted any-style; then
+    if [ ! -d "$STYLE_SET" ]; then "$PYTHON" tools/make_style_set.py --output "$STYLE_SET" --count 300 --size 192; fi
+    "$PYTHON" train.py "${common[@]}" --arbitrary --style-dir "$STYLE_SET" --max-steps "$ARBITRARY_STEPS" \
+        --save-dir models --savename any-style.pth
 fi

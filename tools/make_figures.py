@@ -5,11 +5,14 @@
 
 The gallery and the interpolation strip come from the one conditional model models/all-styles.pth (each
 style on its own, and the first two mixed at render time); the methods figure sets it beside the models of
-fixed styles. The models were trained with the offline loss network, not VGG16: see models/README.md.
+fixed styles; the any-style figure shows the bundled photos in pictures models/any-style.pth never saw (the two
+bundled style images and four of tools/make_style_set.py drawn with another seed than its training set). The
+models were trained with the offline loss network, not VGG16: see models/README.md.
 """
 
 import itertools
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,9 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
 sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
+
+from make_style_images import save_image
+from make_style_set import style_picture
 
 import utils
 from benchmarks import stand_in
@@ -31,11 +37,16 @@ from style_transfer import (
     video_io,
     warping_error,
 )
+from style_transfer.arbitrary_net import check_loss_network, predict, to_conditional
+from style_transfer.loss_network import load_loss_network
 
 CONTENT = ROOT / "images/content-images"
 STYLES = ROOT / "images/style-images"
 MODELS = ROOT / "models"
 ALL_STYLES = MODELS / "all-styles.pth"
+ANY_STYLE = MODELS / "any-style.pth"
+UNSEEN_SEED = 1  # any-style.pth's training set is make_style_set.py's seed 0
+UNSEEN = (0, 1, 3, 4)  # pictures of that seed: panes, strokes, dots, bands
 CLIP = ROOT / "images/demo-clip.mp4"
 TILE = 256  # height of every picture in a figure
 LABEL = 22  # height of the caption strip under each picture
@@ -159,6 +170,33 @@ def stroke_scale_figure(photo: Path, model_path: Path) -> Image.Image:
     return column([row([tile(r, f"{c} ({r.width}x{r.height})") for c, r in results]), row(crops)])
 
 
+def any_style_figure(model_path: Path = ANY_STYLE) -> Image.Image:
+    """The bundled photos (at TILE pixels high) in six pictures the arbitrary-style model never saw."""
+    model = model_files.load_transformer(model_path, arbitrary=True)
+    with tempfile.TemporaryDirectory() as folder:
+        pictures = [STYLES / "stained-glass.png", STYLES / "brush-strokes.jpg"]
+        for index in UNSEEN:
+            pictures.append(Path(folder) / f"unseen-{index}.png")
+            save_image(style_picture(192, UNSEEN_SEED, index), pictures[-1])
+        images = [image_io.load_rgb(p) for p in pictures]
+    loss_network = load_loss_network(model.loss_network)
+    check_loss_network(model, loss_network, model.loss_network, str(model_path))
+    network = to_conditional(model, predict(model, loss_network, images), [p.stem for p in pictures])
+    blank = Image.new("RGB", (TILE, TILE), "white")
+    named = zip(images, pictures, strict=True)
+    rows = [row([tile(blank, "style pictures:")] + [tile(image, path.name) for image, path in named])]
+    for photo in sorted(CONTENT.glob("*.jpg")):
+        content = image_io.load_rgb(photo, TILE)
+        tiles = [tile(content, photo.name)]
+        for index, path in enumerate(pictures):
+            network.set_style_mix([float(i == index) for i in range(len(pictures))])
+            batch = image_io.image_to_tensor(content).unsqueeze(0)
+            tiles.append(tile(image_io.tensor_to_image(rendering.stylize(network, batch)[0]),
+                              f"--style-image {path.name}"))
+        rows.append(row(tiles))
+    return column(rows)
+
+
 def save(figure: Image.Image, path: Path) -> None:
     with utils.atomic_path(path) as temp:
         figure.save(temp, format="JPEG", quality=88)
@@ -206,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # brush size at render time: render_image.py --stroke-scale 1, 2, 4
     save(stroke_scale_figure(CONTENT / "chelsea.jpg", MODELS / "brush-strokes.pth"), out / "stroke-scale.jpg")
+    # the arbitrary-style model in pictures it never saw
+    save(any_style_figure(), out / "any-style.jpg")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,249 @@
+"""Arbitrary-style models (train.py --arbitrary, render_* --style-image) and train.py --add-style, at tiny sizes
+with the offline loss network."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import render_image
+import train
+from conftest import (
+    assert_clean_failure,
+    files_under,
+    load_state,
+    run_main_in_process,
+    save_random_conditional_model,
+    save_random_model,
+    write_noise_image,
+)
+from style_transfer import arbitrary_net, model_files
+from style_transfer.arbitrary_net import ArbitraryTransformerNet, StylePredictor
+from style_transfer.conditional_net import ConditionalTransformerNet
+
+
+def arbitrary_args(photos: Path, out: Path, *extra: str) -> list[str]:
+    return ["--datapath", str(photos), "--vgg-weights", "offline", "--image-size", "32", "--batch-size", "2",
+            "--device", "cpu", "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
+            "--checkpoint-dir", str(out / "checkpoints"), "--log-interval", "1", "--precision", "fp32", *extra]
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("arbitrary")
+    for i in range(4):
+        write_noise_image(folder / "photos" / f"p{i}.jpg", 36, 40, seed=i)
+    for i in range(3):
+        write_noise_image(folder / "styles" / f"s{i}.png", 40, 48, seed=200 + i)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def arbitrary_model(pictures) -> Path:
+    out = pictures / "trained"
+    train.main(arbitrary_args(pictures / "photos", out, "--arbitrary", "--style-dir", str(pictures / "styles"),
+                              "--max-steps", "2", "--savename", "any.pth"))
+    return out / "models/any.pth"
+
+
+def render(pictures: Path, model: Path, output: Path, *extra: str) -> np.ndarray:
+    render_image.main(["--content-path", str(pictures / "photos/p0.jpg"), "--model", str(model),
+                       "--output-path", str(output), "--device", "cpu", "--precision", "fp32", *extra])
+    return np.asarray(Image.open(output)).astype(int)
+
+
+def test_mixing_embeddings_is_mixing_the_predicted_scales_and_shifts():
+    """The head is linear: --style-mix of pictures needs no choice between the two (the docs say why)."""
+    torch.manual_seed(0)
+    predictor = StylePredictor(20, [4, 8])
+    a, b = predictor.embed(torch.rand(1, 20)), predictor.embed(torch.rand(1, 20))
+    mixed_embedding = predictor.params(0.3 * a + 0.7 * b)
+    mixed_params = 0.3 * predictor.params(a) + 0.7 * predictor.params(b)
+    torch.testing.assert_close(mixed_embedding, mixed_params)
+
+
+def test_the_model_file_holds_transformer_predictor_and_loss_network_and_loads_with_weights_only(arbitrary_model):
+    raw = torch.load(arbitrary_model, weights_only=True)
+    assert raw["arbitrary"]["loss_network"] == "offline"
+    assert any(k.startswith("predictor.") for k in raw["state_dict"])
+    assert model_files.provenance_path(arbitrary_model).is_file()
+    model = model_files.load_transformer(arbitrary_model, arbitrary=True)
+    assert isinstance(model, ArbitraryTransformerNet)
+    assert arbitrary_model.stat().st_size < 10e6
+
+
+def test_style_pictures_render_as_their_frozen_conditional_model_and_differ(pictures, arbitrary_model, tmp_path):
+    styles = f"{pictures}/styles/s0.png,{pictures}/styles/s1.png"
+    frozen = tmp_path / "frozen.pth"
+    mixed = render(pictures, arbitrary_model, tmp_path / "mix.png", "--style-image", styles, "--style-mix", "0.3,0.7",
+                   "--save-conditional", str(frozen))
+    loaded = model_files.load_transformer(frozen)
+    assert isinstance(loaded, ConditionalTransformerNet) and loaded.style_names == ["s0", "s1"]
+    again = render(pictures, frozen, tmp_path / "frozen.png", "--style-mix", "0.3,0.7")
+    assert np.array_equal(mixed, again)
+    first = render(pictures, arbitrary_model, tmp_path / "a.png", "--style-image", f"{pictures}/styles/s0.png")
+    assert np.array_equal(first, render(pictures, frozen, tmp_path / "f0.png", "--style", "s0"))
+    # A trained predictor gives two pictures two styles (two steps are enough to move it off the identity).
+    second = render(pictures, arbitrary_model, tmp_path / "b.png", "--style-image", f"{pictures}/styles/s2.png")
+    assert not np.array_equal(first, second)
+
+
+def test_tiles_strength_and_preserve_color_work_with_a_style_picture(pictures, arbitrary_model, tmp_path):
+    style = ["--style-image", f"{pictures}/styles/s0.png"]
+    style += ["--scale", "4", "--preserve-color", "--strength", "0.5"]  # 144 x 160
+    whole = render(pictures, arbitrary_model, tmp_path / "w.png", *style)
+    tiled = render(pictures, arbitrary_model, tmp_path / "t.png", *style, "--tile", "128", "--tile-stats", "exact")
+    assert whole.shape == tiled.shape and np.abs(whole - tiled).mean() < 8
+
+
+def test_a_video_predicts_its_style_once_not_per_frame(pictures, arbitrary_model, tmp_path, monkeypatch):
+    from test_render_video import make_clip
+
+    import render_video
+
+    calls = []
+    original = StylePredictor.forward
+    monkeypatch.setattr(StylePredictor, "forward", lambda self, x: calls.append(1) or original(self, x))
+    clip = make_clip(tmp_path / "clip.mp4", seconds=0.5, audio=None)
+    schedule = f"0:{pictures}/styles/s0.png;0.4:{pictures}/styles/s1.png"
+    render_video.main(["--input", str(clip), "--model", str(arbitrary_model), "--save-name", str(tmp_path / "o.mp4"),
+                       "--device", "cpu", "--style-schedule", schedule])
+    assert (tmp_path / "o.mp4").is_file() and len(calls) == 2  # one per picture of the schedule
+
+
+def test_add_style_keeps_the_old_styles_bit_identical_and_trains_only_the_new_one(pictures, tmp_path):
+    base = save_random_conditional_model(tmp_path / "base.pth", ("warm", "cold"))
+    out = tmp_path / "out"
+    train.main(arbitrary_args(pictures / "photos", out, "--add-style", str(pictures / "styles/s0.png"),
+                              "--init-from", str(base), "--max-steps", "3", "--savename", "added.pth"))
+    before, after = load_state(base), load_state(out / "models/added.pth")
+    assert after["style_names"] == ["warm", "cold", "s0"]
+    changed = 0
+    for key, old in before["state_dict"].items():
+        new = after["state_dict"][key]
+        if new.shape != old.shape:  # a norm: N + 1 rows, the first N the old ones
+            assert torch.equal(new[:2], old), key
+            changed += not torch.equal(new[2], old.mean(0))
+        else:
+            assert torch.equal(new, old), key  # the shared convolutions frozen
+    assert changed > 0  # the new style trained
+    assert np.array_equal(render(pictures, base, tmp_path / "a.png", "--style", "cold"),
+                          render(pictures, out / "models/added.pth", tmp_path / "b.png", "--style", "cold"))
+
+
+def test_add_style_to_an_arbitrary_model_starts_from_its_prediction(pictures, arbitrary_model, tmp_path):
+    out = tmp_path / "out"
+    style = pictures / "styles/s1.png"
+    train.main(arbitrary_args(pictures / "photos", out, "--add-style", str(style), "--init-from",
+                              str(arbitrary_model), "--max-steps", "1", "--learning-rate", "0", "--savename", "a.pth"))
+    added = model_files.load_transformer(out / "models/a.pth")
+    assert isinstance(added, ConditionalTransformerNet) and added.style_names == ["s1"]
+    frozen = tmp_path / "frozen.pth"
+    render(pictures, arbitrary_model, tmp_path / "x.png", "--style-image", str(style),
+           "--save-conditional", str(frozen))
+    expected = load_state(frozen)["state_dict"]
+    for key, tensor in load_state(out / "models/a.pth")["state_dict"].items():
+        torch.testing.assert_close(tensor, expected[key], msg=key)
+
+
+@pytest.mark.slow
+def test_an_arbitrary_run_resumes_exactly(pictures, tmp_path):
+    common = ("--arbitrary", "--style-dir", str(pictures / "styles"), "--checkpoint-interval", "2", "--savename", "m",
+              "--epochs", "3")
+    train.main(arbitrary_args(pictures / "photos", tmp_path / "full", *common, "--max-steps", "3"))
+    train.main(arbitrary_args(pictures / "photos", tmp_path / "part", *common, "--max-steps", "2"))
+    train.main(arbitrary_args(pictures / "photos", tmp_path / "part", *common, "--max-steps", "3", "--resume",
+                              str(tmp_path / "part/checkpoints/m_step0000002.pth")))
+    full, part = (load_state(tmp_path / f"{run}/models/m.pth")["state_dict"] for run in ("full", "part"))
+    for key in full:
+        torch.testing.assert_close(part[key], full[key], atol=1e-5, rtol=0, msg=key)
+
+
+def test_the_style_pictures_are_augmented_crops_of_random_sizes():
+    image = torch.arange(3 * 64 * 80, dtype=torch.float32).reshape(3, 64, 80)
+    generator = torch.Generator().manual_seed(0)
+    crops = arbitrary_net.resized_crops([image] * 4, 32, generator)
+    assert crops.shape == (4, 3, 32, 32)
+    assert len({c.sum().item() for c in crops}) == 4
+
+
+TRAIN_CASES = {
+    "conditional": (["--arbitrary", "--conditional"], ("--conditional", "--arbitrary")),
+    "stylepath": (["--arbitrary", "--stylepath", "STYLE"], ("--stylepath", "--arbitrary")),
+    "style weights": (["--arbitrary", "--style-weights", "1"], ("--style-weights",)),
+    "alpha": (["--arbitrary", "--alpha", "0.5"], ("--alpha",)),
+    "alt": (["--arbitrary", "--alt", "2"], ("--alt",)),
+    "no style dir": (["--arbitrary"], ("--style-dir",)),
+    "empty style dir": (["--arbitrary", "--style-dir", "EMPTY"], ("--style-dir", "0 usable", "at least two")),
+    "one usable picture": (["--arbitrary", "--style-dir", "ONE"], ("--style-dir", "1 usable", "of 2")),
+    "add style without init": (["--add-style", "STYLE"], ("--init-from",)),
+    "add style to a plain model": (["--add-style", "STYLE", "--init-from", "PLAIN"], ("plain model", "--add-style")),
+    "unreadable add style": (["--add-style", "BROKEN", "--init-from", "CONDITIONAL"], ("cannot read image",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRAIN_CASES))
+def test_train_refuses_bad_input_in_one_line_and_writes_nothing(pictures, tmp_path, capsys, case):
+    extra, expected = TRAIN_CASES[case]
+    (tmp_path / "empty").mkdir()
+    write_noise_image(tmp_path / "one/good.png", 40, 40, seed=1)
+    (tmp_path / "one/broken.png").write_bytes(b"not a picture")
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    files = {"STYLE": str(pictures / "styles/s0.png"), "EMPTY": str(tmp_path / "empty"), "ONE": str(tmp_path / "one"),
+             "PLAIN": str(save_random_model(tmp_path / "plain.pth")), "BROKEN": str(tmp_path / "broken.png"),
+             "CONDITIONAL": str(save_random_conditional_model(tmp_path / "cond.pth"))}
+    out = tmp_path / "out"
+    result = run_main_in_process(capsys, train.main, *arbitrary_args(pictures / "photos", out, "--max-steps", "1",
+                                                                     *[files.get(a, a) for a in extra]))
+    assert_clean_failure(result, *expected)
+    assert not (out / "models").exists() or files_under(out / "models") == set()
+
+
+def test_render_refuses_bad_input_in_one_line_and_writes_nothing(pictures, arbitrary_model, tmp_path, capsys):
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    plain, conditional = save_random_model(tmp_path / "plain.pth"), save_random_conditional_model(tmp_path / "c.pth")
+    style = str(pictures / "styles/s0.png")
+    cases = [
+        ([plain, "--style-image", style], ("--style-image", "plain model", "arbitrary-style model")),
+        ([conditional, "--style-image", style], ("--style-image", "conditional model", "arbitrary-style model")),
+        ([arbitrary_model], ("--style-image",)),
+        ([arbitrary_model, "--style-image", tmp_path / "broken.png"], ("cannot read image",)),
+        ([arbitrary_model, "--style-image", tmp_path / "missing.png"], ("missing.png",)),
+        ([arbitrary_model, "--style-image", style, "--style-vgg-weights", "random"],
+         ("does not fit the loss network", "--vgg-weights offline")),
+    ]
+    for (model, *flags), expected in cases:
+        result = run_main_in_process(capsys, render_image.main, "--content-path", pictures / "photos/p0.jpg",
+                                     "--model", model, "--output-path", tmp_path / "out.png", "--device", "cpu", *flags)
+        assert_clean_failure(result, *expected)
+        assert not (tmp_path / "out.png").exists()
+
+
+def test_where_a_plain_or_conditional_model_is_expected_an_arbitrary_one_is_refused_in_one_line(
+        pictures, arbitrary_model, tmp_path, capsys):
+    import distillation
+
+    result = run_main_in_process(capsys, distillation.main, "--datapath", pictures / "photos", "--teachers",
+                                 arbitrary_model, "--vgg-weights", "offline", "--image-size", "32", "--device", "cpu",
+                                 "--save-dir", tmp_path / "models", "--max-steps", "1")
+    assert_clean_failure(result, "arbitrary-style model", "--save-conditional")
+    assert not (tmp_path / "models").exists() or files_under(tmp_path / "models") == set()
+
+
+def test_list_styles_names_an_arbitrary_model(arbitrary_model, capsys):
+    result = run_main_in_process(capsys, render_image.main, "--model", arbitrary_model, "--list-styles")
+    assert result.returncode == 0 and "arbitrary-style model" in result.stdout and "--style-image" in result.stdout
+
+
+def test_the_style_set_is_seeded_and_varied(tmp_path):
+    import make_style_set
+
+    for folder in ("a", "b"):
+        make_style_set.main(["--output", str(tmp_path / folder), "--count", "5", "--size", "48"])
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert len(names) == 5
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+    means = [np.asarray(Image.open(tmp_path / "a" / n), np.float64).mean(axis=(0, 1)) for n in names]
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1:]) > 1  # five palettes
