@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import train
 import utils
 from style_transfer import previews, sweep
 
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     train_flags = [*train_flags, "--max-steps", str(args.max_steps), "--device", args.device]
     runs = sweep.combinations(grid)
     out_dir = Path(args.out_dir)
+    train_parser = train.build_parser()  # every run's flags checked by train.py's own parser before anything is
+    train_parser.prog = "train.py"        # written; its refusal names the script whose flag it is
+    for settings in runs:
+        train_parser.parse_args(sweep.run_flags(train_flags, settings, out_dir / "runs" / "check"))
     sheet_folder = Path(args.sheet_images or _preview_images(train_flags) or previews.BUNDLED_PHOTOS)
     photos = previews.load_preview_photos(sheet_folder) if sheet_folder.is_dir() else []
     if not photos:

@@ -154,7 +154,7 @@ def train_one(flags: list[str], log_path: Path) -> None:
     """train.py with `flags` in a process (and session) of its own, its output to `log_path`. On Ctrl-C/SIGTERM
     here, it is asked once to stop (it writes a checkpoint) and waited for; then the interruption goes on."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:  # a resumed run's output after the interrupted one's
         process = subprocess.Popen([sys.executable, str(TRAIN_SCRIPT), *flags], stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         try:

@@ -66,9 +66,11 @@ def test_imports_go_one_way():
     for name in sorted(BASE_MODULES):
         ours = imported_modules(ROOT / name) & OURS
         assert ours <= base - {Path(name).stem}, f"{name} imports {sorted(ours)}"
+    drivers = {"sweep.py": {"train"}}  # sweep.py checks the flags it passes on with train.py's own parser
     for name in sorted(SCRIPTS):
         if (ROOT / name).exists():
-            assert not imported_modules(ROOT / name) & scripts, f"{name} imports another script"
+            imported = imported_modules(ROOT / name) & scripts - drivers.get(name, set())
+            assert not imported, f"{name} imports another script: {sorted(imported)}"
 
 
 def pickled_globals(path: Path) -> set[str]:

@@ -12,7 +12,7 @@ from PIL import Image
 
 import sweep
 import train
-from conftest import ROOT, assert_clean_failure, run_main_in_process, write_noise_image
+from conftest import ROOT, assert_clean_failure, assert_usage_error, run_main_in_process, write_noise_image
 from style_transfer import sweep as sweeping
 
 
@@ -93,11 +93,15 @@ def test_flags_the_sweep_sets_or_varies_are_refused(tmp_path, capsys, dataset_di
     assert not (tmp_path / "out").exists()
 
 
-def test_a_bad_train_flag_stops_the_sweep_at_its_first_run_in_one_line(tmp_path, capsys, dataset_dir, style_files):
-    result = run_main_in_process(capsys, sweep.main, *sweep_args(tmp_path, dataset_dir, style_files),
-                                 "--batch-size", "zero")
-    assert_clean_failure(result, "train.py failed: argument --batch-size", "train.log")
-    assert not (tmp_path / "out/sweep.csv").exists() and not list((tmp_path / "out").glob("runs/*/model.pth"))
+@pytest.mark.parametrize("flags, expected", [
+    (["--batch-size", "zero"], "argument --batch-size"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_a_bad_train_flag_is_one_line_before_anything_is_written(tmp_path, capsys, dataset_dir, style_files, flags,
+                                                                 expected):
+    result = run_main_in_process(capsys, sweep.main, *sweep_args(tmp_path, dataset_dir, style_files), *flags)
+    assert_usage_error(result, expected, "train.py --help")
+    assert not (tmp_path / "out").exists()  # before: found at the first run, its folder and train.log left behind
 
 
 @pytest.mark.slow
