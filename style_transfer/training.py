@@ -177,8 +177,8 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     if world_size > 1:
         device_ids = [device] if device.type == "cuda" else None
         network = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
-    if args.compile:
-        network = FullBatches(network)
+    if args.compile:  # a full batch is known from the start: a run resumed at an epoch's end starts short
+        network = FullBatches(network, args.batch_size * (2 if args.temporal_weight else 1))
     stem = Path(args.savename).stem
     log = CsvLog(Path(args.log_dir) / f"{stem}.csv", keep_until=step) if is_main else None
     preview = previews.Previews(model, args, device, precision, stem, step) if is_main else None
@@ -268,10 +268,10 @@ class FullBatches(torch.nn.Module):
     The network stylises each image on its own (instance norm), so the padding changes no real image's output,
     and, cut off, adds nothing to the loss or the gradient."""
 
-    def __init__(self, network: torch.nn.Module):
+    def __init__(self, network: torch.nn.Module, size: int = 0):
         super().__init__()
         self.network = network
-        self.size = 0  # the largest batch so far: what the network is compiled for
+        self.size = size  # a full batch (the stability loss stacks its copies in): what the network is compiled for
 
     def forward(self, images: torch.Tensor, style_mix: torch.Tensor | None = None) -> torch.Tensor:
         count = len(images)

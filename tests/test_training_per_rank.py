@@ -213,3 +213,15 @@ def test_padding_a_short_batch_leaves_the_real_images_outputs_and_gradients_as_t
     output.square().mean().backward()
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, expected[name], rtol=1e-3, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_resumed_at_an_epochs_short_last_batch_compiles_for_the_full_batch_only(
+        monkeypatch, tmp_path, dataset_dir, style_files):
+    """6 photos at batch 4, resumed after step 1: its first batch is the epoch's short one. Padded only up to the
+    largest batch seen so far, that batch was compiled as it came, and the next full batch compiled again."""
+    compiles_of_a_run(monkeypatch, tmp_path, dataset_dir, style_files[0], "--max-steps", "1",
+                      "--checkpoint-interval", "1")
+    resumed = compiles_of_a_run(monkeypatch, tmp_path, dataset_dir, style_files[0], "--max-steps", "3",
+                                "--resume", str(tmp_path / "checkpoints/m_step0000001.pth"))
+    assert resumed and set(resumed) == {4}, resumed
