@@ -188,6 +188,8 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     def save_checkpoint() -> Path:
         guard.check(step, model)  # never a checkpoint of a diverged run
         path = Path(args.checkpoint_dir) / f"{stem}_step{step:07d}.pth"
+        if guard.last_good == path:  # written at this step already (a stop agreed at a checkpoint step)
+            return path
         if is_main:
             torch_save(training_checkpoint.contents(model, optimizer, scaler, step, elapsed, args, settings,
                                                     precision, device), path)

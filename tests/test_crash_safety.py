@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT, load_state, train_args
+from conftest import ROOT, load_state, run_main_in_process, train_args
 from style_transfer import model_files
 
 STEPS = 40  # at 32 pixels, enough that the run is still going when its first checkpoint (step 2) appears
@@ -122,3 +122,23 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_stops_cleanly_an
     assert model_files.load_checkpoint(checkpoint)["step"] < STEPS
     with open(tmp_path / "logs" / "m.csv") as file:
         assert [int(row["step"]) for row in csv.DictReader(file)] == list(range(1, STEPS + 1))
+
+
+def test_a_stop_at_a_checkpoint_step_writes_that_checkpoint_once(tmp_path, dataset_dir, style_files, monkeypatch,
+                                                                  capsys):
+    """Ctrl-C arriving while step 2's checkpoint is written: the run stops after it, without writing it again."""
+    from style_transfer import training
+
+    written = []
+
+    def save_then_interrupt(obj, path):
+        written.append(Path(path).name)
+        real_save(obj, path)
+        if len(written) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # caught by the run's stop handler, as a real Ctrl-C
+
+    real_save = training.torch_save
+    monkeypatch.setattr(training, "torch_save", save_then_interrupt)
+    result = run_main_in_process(capsys, train.main, *killable_run_args(dataset_dir, tmp_path, style_files))
+    assert "interrupted at step 2/" in result.stderr
+    assert written == ["m_step0000002.pth"]  # before: written twice, at the checkpoint and again on the way out
