@@ -55,7 +55,8 @@ def rng_state(device: torch.device | None) -> dict:
 
 def restore_rng(checkpoint: dict, device: torch.device) -> None:
     """Restore what rng_state() saved; a checkpoint without the GPUs' state (from the CPU, or older) leaves theirs,
-    and only as many GPUs as there are now are restored."""
+    and only as many GPUs as there are now are restored. Only rank 0 saves, so under torchrun every process gets
+    rank 0's states: what it saved is exact for one process (see docs/training.md for why torchrun is exact too)."""
     torch.set_rng_state(checkpoint["torch_rng"])
     if device.type == "cuda" and checkpoint.get("cuda_rng"):
         for index, state in enumerate(checkpoint["cuda_rng"][:torch.cuda.device_count()]):
