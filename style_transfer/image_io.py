@@ -93,7 +93,8 @@ def check_pixel_count(path: str | Path, size: tuple[int, int]) -> None:
 
 def to_8_bit(image: Image.Image) -> Image.Image:
     """A gray image of mode I (32-bit integer), I;16* (16-bit) or F (32-bit float) as 8-bit gray (mode L), by the
-    range its values use: 16-bit (and mode I whose maximum is at most 65535) divided by 257; mode I beyond that
+    range its values use: mode I whose maximum is at most 255 as it is (8-bit values); 16-bit (and mode I whose
+    maximum is at most 65535) divided by 257; mode I beyond that
     scaled by its own maximum; float in 0-1 (its maximum at most 1, the common convention) times 255, float beyond
     that (0-255 data, or HDR) scaled by its maximum, so that no range comes out black or white. Negative values and
     NaN become black."""
@@ -101,6 +102,8 @@ def to_8_bit(image: Image.Image) -> Image.Image:
     peak = float(values.max()) if values.size else 0.0
     if image.mode == "F":
         scale = 255 if peak <= 1 else 255 / peak
+    elif image.mode == "I" and peak <= 255:  # 8-bit values in a 32-bit file (a 16-bit picture this dark is not)
+        scale = 1
     else:
         scale = 1 / 257 if image.mode != "I" or peak <= 65535 else 255 / peak
     return Image.fromarray((values * scale).round().clip(0, 255).astype(np.uint8))

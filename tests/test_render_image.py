@@ -350,9 +350,11 @@ def ramp(low: float, high: float) -> np.ndarray:
     ("F", ramp(0, 255), ramp(0, 255)),  # float in 0-255
     ("F", ramp(0, 4), ramp(0, 255)),  # HDR: scaled by its maximum
     ("I", ramp(0, 65535), ramp(0, 255)),  # 32-bit integer holding 16-bit values
+    ("I", ramp(0, 255), ramp(0, 255)),  # 32-bit integer holding 8-bit values (divided by 257 before: black)
     ("I", ramp(0, 1_000_000), ramp(0, 255)),  # 32-bit integer by its own range (was divided by 257: white)
     ("I;16", ramp(0, 65535), ramp(0, 255)),
-], ids=["float 0-1", "float 0-255", "float HDR", "int32 16-bit range", "int32 wide range", "uint16"])
+], ids=["float 0-1", "float 0-255", "float HDR", "int32 16-bit range", "int32 8-bit range", "int32 wide range",
+     "uint16"])
 def test_float_and_32_bit_tiffs_are_read_by_their_range(tmp_path, mode, values, expected):
     path = tmp_path / "gray.tif"
     dtype = {"F": np.float32, "I": np.int32, "I;16": np.uint16}[mode]
