@@ -229,10 +229,12 @@ def test_render_image_sh_mixes_the_bundled_model_only_when_nothing_else_is_chose
     if not (Path(sys.prefix) / ".requirements.sha256").exists():
         pytest.skip("not running inside a venv made by setup_env.sh")
 
-    def run_script(name: str, *arguments: str) -> np.ndarray:
+    def run_script(name: str, *arguments: str, model: str | None = None) -> np.ndarray:
         environment = {**os.environ, "VENV_DIR": sys.prefix, "CONTENT": str(photo),
                        "OUTPUT": str(tmp_path / f"{name}.png"), "DEVICE": "cpu", "PRECISION": "fp32"}
         environment.pop("MODEL", None)
+        if model is not None:
+            environment["MODEL"] = model
         result = subprocess.run(["bash", str(ROOT / "render_image.sh"), *arguments], env=environment,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
@@ -240,7 +242,10 @@ def test_render_image_sh_mixes_the_bundled_model_only_when_nothing_else_is_chose
             return np.asarray(image, np.float64)
 
     bundled = ROOT / "models/all-styles.pth"
-    assert np.array_equal(run_script("default"), rendered(tmp_path, bundled, photo, "--style-mix", "0.5,0.5"))
+    even = rendered(tmp_path, bundled, photo, "--style-mix", "0.5,0.5")
+    assert np.array_equal(run_script("default"), even)
+    # the bundled model named otherwise is still the bundled model (the guard compared the text)
+    assert np.array_equal(run_script("named", model="./models/all-styles.pth"), even)
     # a style among the extra arguments, or another model, is not mixed with the default's even mix
     assert np.array_equal(run_script("style", "--style", "1"), rendered(tmp_path, bundled, photo, "--style", "1"))
     plain = run_script("plain", "--model-path", str(models["plain"]))

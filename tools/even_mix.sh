@@ -6,10 +6,11 @@
 even_mix() {
     local model="$1" chosen="$2" arg
     shift 2
-    [ "$model" = models/all-styles.pth ] && [ -z "$chosen" ] || return 1
+    [ "$(realpath -m -- "$model")" = "$(realpath -m models/all-styles.pth)" ] && [ -z "$chosen" ] || return 1
     for arg in "$@"; do
         case "$arg" in
             --style|--style=*|--style-mix|--style-mix=*|--style-schedule|--style-schedule=*) return 1 ;;
+            --style-image|--style-image=*) return 1 ;;
             --model|--model=*|--model-path|--model-path=*|--list-styles) return 1 ;;
         esac
     done
