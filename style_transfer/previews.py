@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from style_transfer import image_io, rendering
 from style_transfer.conditional_net import ConditionalTransformerNet, one_hot
-from utils import UserError, atomic_file, warn
+from utils import UserError, atomic_file, non_negative_int, warn
 
 BUNDLED_PHOTOS = Path(__file__).resolve().parent.parent / "images" / "content-images"
 PREVIEW_SIDE = 256  # the shorter side of each preview photo: keeps a preview at the cost of about a training step
@@ -31,7 +31,7 @@ _COMMENT_KEY = "style-transfer preview"
 
 def add_preview_args(parser: argparse.ArgumentParser) -> None:
     """The preview flags train.py and distillation.py share."""
-    parser.add_argument("--preview-interval", type=int, default=None, metavar="N",
+    parser.add_argument("--preview-interval", type=non_negative_int, default=None, metavar="N",
                         help="every N steps, stylise the preview photos with the current network and add a row "
                              "to <log-dir>/<name>_preview.jpg; 0 = no previews (default: at every checkpoint, "
                              "--checkpoint-interval)")
@@ -44,10 +44,8 @@ def add_preview_args(parser: argparse.ArgumentParser) -> None:
 
 
 def check_preview_args(args: argparse.Namespace) -> None:
-    """Refuse bad preview flags at once, before any work: a negative interval, a folder without images,
+    """Refuse bad preview flags at once, before any work: a folder without images,
     --tensorboard without the tensorboard package."""
-    if args.preview_interval is not None and args.preview_interval < 0:
-        raise UserError(f"--preview-interval: must be >= 0 (0 = no previews): {args.preview_interval}")
     if args.preview_images is not None and preview_interval(args):
         folder = Path(args.preview_images)
         if not folder.is_dir():

@@ -13,6 +13,7 @@ import train
 from conftest import (
     ROOT,
     assert_clean_failure,
+    assert_usage_error,
     files_under,
     load_state,
     run_main_in_process,
@@ -130,10 +131,16 @@ def test_tensorboard_missing_is_one_line_before_training(tmp_path, dataset_dir, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_negative_preview_interval_is_refused_by_the_flag_parser(tmp_path, capsys, dataset_dir, style_files):
+    result = run_main_in_process(capsys, train.main, *train_args(dataset_dir, tmp_path / "out", style_files[:1],
+                                                                 "--preview-interval", "-1"))
+    assert_usage_error(result, "argument --preview-interval: invalid non-negative integer value: '-1'")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("flags, expected", [
     (["--preview-images", "EMPTY"], "--preview-images: no images in"),
     (["--preview-images", "MISSING"], "--preview-images: no such folder"),
-    (["--preview-interval", "-1"], "--preview-interval: must be >= 0"),
 ])
 def test_bad_preview_flags_are_one_line_and_write_nothing(tmp_path, capsys, dataset_dir, style_files, flags,
                                                           expected):
