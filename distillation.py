@@ -16,7 +16,6 @@ Each image of a step is then distilled from one teacher, in turn, with the loss 
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -105,14 +104,6 @@ def teacher_targets(teachers: list[torch.nn.Module], active: list[tuple[torch.nn
     return [(target, 1.0)]
 
 
-def read_provenance(model_path: Path) -> dict | None:
-    path = model_files.provenance_path(model_path)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     training.require_writable_folders(args)
@@ -165,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     provenance = {
         "script": "distillation.py", "method": "distillation",
         "command": model_files.command_line("distillation.py", argv),
-        "teachers": [{"path": str(p), "weight": w, "provenance": read_provenance(p)}
+        "teachers": [{"path": str(p), "weight": w, "provenance": model_files.read_provenance(p)}
                      for p, w in zip(paths, teacher_weights, strict=True)],
         "pixel_weight": args.pixel_weight, "init_from": args.init_from, "seed": args.seed,
         "conditional": args.conditional, "style_names": names,

@@ -9,7 +9,6 @@ running train.py is asked to stop once (it writes a checkpoint), and the sweep s
 
 import csv
 import itertools
-import json
 import math
 import re
 import shlex
@@ -135,10 +134,7 @@ def write_rows(rows: dict[str, dict], grid: list[tuple[str, list[str]]], path: P
 
 
 def result_row(name: str, settings: dict[str, str], model_path: Path, train_flags: Sequence[str]) -> dict:
-    try:
-        provenance = json.loads(model_files.provenance_path(model_path).read_text())
-    except (OSError, ValueError):
-        provenance = {}
+    provenance = model_files.read_provenance(model_path) or {}
     losses = provenance.get("final_losses", {})
     return {"run": name, **settings, "steps": provenance.get("steps", ""),
             **{k: f"{losses[k]:.6g}" if k in losses else "" for k in LOSS_COLUMNS},
