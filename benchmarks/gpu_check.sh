@@ -60,9 +60,9 @@ tail -3 "$OUT/gpu-cuda-tier.log" | tee -a "$OUT/gpu-check.log"
 # 2. The benchmarks: rendering (batches 1 to 8, eager and --compile), training at batch 4 (the plain loop, train.py,
 #    train.py --compile), the video pipeline; each writes its JSON record when it ends.
 part gpu-render 90 "$PYTHON" benchmarks/benchmark.py --device "$device" --parts render --sizes "$sizes" \
-    --batches "$batches" "${compile[@]}" --seconds 1 --json "$OUT/gpu-render.json"
-part gpu-train 90 "$PYTHON" benchmarks/benchmark.py --device "$device" --parts train "${compile[@]}" "${train[@]}" \
+    --batches "$batches" ${compile[@]+"${compile[@]}"} --seconds 1 --json "$OUT/gpu-render.json"
+part gpu-train 90 "$PYTHON" benchmarks/benchmark.py --device "$device" --parts train ${compile[@]+"${compile[@]}"} ${train[@]+"${train[@]}"} \
     --json "$OUT/gpu-train.json"
-part gpu-video 30 "$PYTHON" benchmarks/benchmark.py --device "$device" --parts video "${video[@]}" \
+part gpu-video 30 "$PYTHON" benchmarks/benchmark.py --device "$device" --parts video ${video[@]+"${video[@]}"} \
     --json "$OUT/gpu-video.json"
 log "done in $((SECONDS - start))s (device: $device)"
