@@ -119,8 +119,16 @@ def render(model: TransformerNet, tiler: tiling.TiledRenderer, picture: image_io
         return image_io.image_to_tensor(image).unsqueeze(0)
 
     photo = image_io.image_to_tensor(picture.rgb).unsqueeze(0)
-    stylised = stroke_scale.stylise_with_stroke_scale(photo, args.stroke_scale, stylise, args.preserve_color,
-                                                      args.strength)
+    try:
+        stylised = stroke_scale.stylise_with_stroke_scale(photo, args.stroke_scale, stylise, args.preserve_color,
+                                                          args.strength)
+    except RuntimeError as exc:  # the full-resolution detail pass runs in the RAM, whole
+        problem = utils.too_large_for_device(exc)
+        if problem is None:
+            raise
+        width, height = picture.rgb.size
+        raise utils.TooLarge(f"{problem} bringing back the photo's detail at {width}x{height} (--stroke-scale "
+                             f"{args.stroke_scale:g}); try --max-size {max(width, height) // 2}") from None
     return picture.with_pixels(image_io.tensor_to_image(stylised[0]))
 
 

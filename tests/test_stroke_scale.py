@@ -13,6 +13,7 @@ from test_render_video import FFMPEG, frames
 import render_image
 import render_video
 from conftest import (
+    assert_clean_failure,
     assert_usage_error,
     run_main_in_process,
     save_random_conditional_model,
@@ -145,3 +146,15 @@ def test_a_stroke_scale_below_one_paints_finer_strokes_at_the_photo_s_size(files
     plain = render(files, tmp_path / "plain.png")
     finer = render(files, tmp_path / "finer.png", "--stroke-scale", 0.5)
     assert finer.shape == plain.shape and np.abs(finer - plain).mean() > 2
+
+
+def test_running_out_of_memory_bringing_back_the_detail_is_one_line_with_a_hint(files, tmp_path, capsys,
+                                                                                monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 96000000000 bytes.")
+
+    monkeypatch.setattr(stroke_scale, "guided_upsample", out_of_memory)
+    result = run_main_in_process(capsys, render_image.main, "--content-path", files["photo"], "--model-path",
+                                 files["model"], "--output-path", tmp_path / "out.png", "--stroke-scale", "2")
+    assert_clean_failure(result, "out of memory bringing back the photo's detail at 128x96", "try --max-size 64")
+    assert not (tmp_path / "out.png").exists()
