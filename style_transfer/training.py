@@ -45,6 +45,21 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
+@contextlib.contextmanager
+def _workers_ended(loader: torch.utils.data.DataLoader) -> Iterator[None]:
+    """End the loader's persistent workers when training ends, however it ends. They ignore SIGTERM (above), so
+    the SIGTERM with which Python's multiprocessing ends leftover daemon processes at exit cannot end them: a
+    loader still alive then (held by a traceback, or a reference cycle) made the process hang at exit, joining
+    workers that would never stop. Told by their loader, they stop at once."""
+    try:
+        yield
+    finally:
+        iterator = getattr(loader, "_iterator", None)  # where the DataLoader keeps persistent workers' iterator
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+            loader._iterator = None
+
+
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     """The flags train.py and distillation.py share (the original scripts' names kept)."""
     parser.add_argument("--datapath", required=True,
@@ -207,7 +222,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
                                          pin_memory=device.type == "cuda")
     started, interval_steps = time.perf_counter(), 0
     closing_preview = contextlib.closing(preview) if preview else contextlib.nullcontext()
-    with stop, progress, closing_preview:  # the bar is closed (its line ended) before any error is printed
+    with stop, progress, closing_preview, _workers_ended(loader):  # the bar is closed before any error is printed
         while step < total_steps and not stop.stopping:
             sampler.epoch, sampler.start_step = divmod(step, steps_per_epoch)
             for batch in loader:

@@ -142,3 +142,13 @@ def test_a_stop_at_a_checkpoint_step_writes_that_checkpoint_once(tmp_path, datas
     result = run_main_in_process(capsys, train.main, *killable_run_args(dataset_dir, tmp_path, style_files))
     assert "interrupted at step 2/" in result.stderr
     assert written == ["m_step0000002.pth"]  # before: written twice, at the checkpoint and again on the way out
+
+
+def test_the_data_loader_workers_end_with_the_run(tmp_path, dataset_dir, style_files):
+    """The workers ignore SIGTERM, so they must be ended by their loader: left alive, they were joined forever by
+    Python's exit (multiprocessing's SIGTERM cannot end them) and the process hung instead of exiting."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    train.main(killable_run_args(dataset_dir, tmp_path, style_files, "--workers", "2", "--max-steps", "2"))
+    assert set(multiprocessing.active_children()) == before
