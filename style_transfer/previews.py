@@ -16,12 +16,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from style_transfer import image_io, rendering
+from style_transfer.arbitrary_net import ArbitraryTransformerNet, style_statistics, style_tensor, to_conditional
 from style_transfer.conditional_net import ConditionalTransformerNet, one_hot
+from style_transfer.loss_network import load_loss_network
 from utils import UserError, atomic_file, non_negative_int, warn
 
 BUNDLED_PHOTOS = Path(__file__).resolve().parent.parent / "images" / "content-images"
 PREVIEW_SIDE = 256  # the shorter side of each preview photo: keeps a preview at the cost of about a training step
 MAX_PHOTOS = 4
+PREVIEW_STYLES = 2  # an arbitrary model is previewed in the styles of the first pictures of --style-dir
 LABEL_WIDTH = 90  # the strip left of each row that names its step
 HEADER = 20  # the strip above the rows that names each column
 MAX_ROWS = 200  # past this (or JPEG's limit) the oldest rows but the first are dropped
@@ -81,6 +84,19 @@ def load_preview_photos(folder: Path) -> list[tuple[str, torch.Tensor]]:
     return photos
 
 
+def _preview_styles(model: torch.nn.Module, args: argparse.Namespace) -> tuple[list[str], torch.Tensor] | None:
+    """For an arbitrary model: the names and loss-network statistics (N x F, computed once, on the CPU) of the
+    first PREVIEW_STYLES pictures of --style-dir; None for other models."""
+    if not isinstance(model, ArbitraryTransformerNet) or not getattr(args, "style_dir", None):
+        return None
+    paths = image_io.list_images(args.style_dir)[:PREVIEW_STYLES]
+    loss_network = load_loss_network(model.loss_network)
+    with torch.no_grad():
+        statistics = torch.cat([style_statistics(loss_network(style_tensor(image_io.load_rgb(p), model.style_size)))
+                                for p in paths])
+    return [p.stem for p in paths], statistics
+
+
 def _columns(model: torch.nn.Module, photos: list[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor, int]]:
     """(photo name, photo, style) per column: each photo, and for a conditional model each photo in each style."""
     count = model.style_count if isinstance(model, ConditionalTransformerNet) else 1
@@ -129,8 +145,10 @@ class Previews:
         if self.interval and not self.photos:
             warn(f"no preview photos in {folder}: training without previews (--preview-images DIR)")
             self.interval = 0
-        self.labels = column_labels(model, self.photos)
-        self.widths = [photo.shape[-1] for _, photo, _ in _columns(model, self.photos)]
+        self.styles = _preview_styles(model, args) if self.interval else None
+        shown = ConditionalTransformerNet(self.styles[0]) if self.styles else model  # what a column is
+        self.labels = column_labels(shown, self.photos)
+        self.widths = [photo.shape[-1] for _, photo, _ in _columns(shown, self.photos)]
         self.steps: list[int] = []
         self.rows: list[np.ndarray] = []
         if self.interval and start_step:
@@ -164,7 +182,12 @@ class Previews:
             self.writer.close()
 
     def _stylised(self) -> list[torch.Tensor]:
-        return stylise_columns(self.model, self.photos, self.device, self.precision)[1]
+        model = self.model
+        if self.styles:  # an arbitrary model: the network of its current predictions for the preview styles
+            names, statistics = self.styles
+            with torch.no_grad():
+                model = to_conditional(model, model.predictor(statistics.to(self.device)), names)
+        return stylise_columns(model, self.photos, self.device, self.precision)[1]
 
     def _row(self, step: int) -> np.ndarray:
         pictures = [image_io.tensor_to_image(p) for p in self._stylised()]

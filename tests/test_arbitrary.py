@@ -249,3 +249,20 @@ def test_the_style_set_is_seeded_and_varied(tmp_path):
     assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
     means = [np.asarray(Image.open(tmp_path / "a" / n), np.float64).mean(axis=(0, 1)) for n in names]
     assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1:]) > 1  # five palettes
+
+
+def test_an_arbitrary_run_previews_each_photo_in_the_first_style_pictures(pictures, tmp_path):
+    """The preview of an arbitrary model: a column per photo and per one of the first two pictures of --style-dir,
+    rendered with the predictions of the network as it is at that step (before, the preview crashed the run)."""
+    import json
+
+    from PIL import Image
+
+    train.main(arbitrary_args(pictures / "photos", tmp_path, "--arbitrary", "--style-dir", str(pictures / "styles"),
+                              "--max-steps", "2", "--savename", "m", "--preview-interval", "1",
+                              "--preview-images", str(pictures / "photos")))
+    with Image.open(tmp_path / "logs/m_preview.jpg") as picture:
+        record = json.loads(picture.info["comment"])
+    labels = next(iter(record.values()))["labels"]
+    assert next(iter(record.values()))["steps"] == [1, 2]
+    assert labels == [f"p{i}, s{j}" for i in range(4) for j in range(2)]
