@@ -120,7 +120,7 @@ def arbitrary_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
         stylised = network(content, stats)
         features = vgg(stylised)
         per_image = [[g[i:i + 1] for g in grams] for i in range(len(content))]
-        style = per_image_style_loss(features, per_image, torch.arange(len(content)))
+        style = per_image_style_loss(features, per_image, torch.arange(len(content), device=content.device))
         return loss_terms(args, stylised, features, content_relu2_2, style)
 
     provenance = {"script": "train.py", "method": "arbitrary", "style_dir": str(args.style_dir),
@@ -172,9 +172,10 @@ def add_style_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
     index, count = len(old_names), len(old_names) + 1
     with torch.no_grad():
         grams = [gram_matrix(f) for f in vgg(image_io.image_to_tensor(image).unsqueeze(0).to(device))]
+    new_style = one_hot(torch.tensor([index], device=device), count)  # one row for every image, made once
 
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        stylised = network(content, one_hot([index] * len(content), count).to(content.device))
+        stylised = network(content, new_style)
         with torch.no_grad():
             content_relu2_2 = vgg(content, depth=2)[1]
         features = vgg(stylised)
