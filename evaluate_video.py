@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import utils
-from style_transfer import optical_flow, temporal_blend, video_io, warping_error
+from style_transfer import optical_flow, video_io, warping_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def evaluate(source: Path, stylised: Path, flow: optical_flow.FlowEstimator) -> 
     # source then lines up frame for frame with its stylisation.
     source_frames = video_io.FrameReader(source, size, queue_size=4, fps=source_info.fps)
     styled_frames = video_io.FrameReader(stylised, size, queue_size=4)
-    pairs = temporal_blend.with_motion(source_frames, flow, workers=2, ahead=4)
+    pairs = optical_flow.with_motion(source_frames, flow, workers=2, ahead=4)
     styled_iter = iter(styled_frames)
     counts = [0, 0]  # frames of the source, of the stylised video
     previous = None

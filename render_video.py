@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     args.temporal = args.temporal and args.strength > 0  # with --strength 0 the source is given back as it is
     if args.temporal:  # the source's motion, estimated in other threads while the network runs
         flow = optical_flow.FlowEstimator(*temporal_blend.RENDER_FLOW, max_side=temporal_blend.RENDER_FLOW_SIDE)
-        workers = temporal_blend.flow_workers(device)
-        frames_and_motion = temporal_blend.with_motion(reader, flow, workers, ahead=args.batch_size + workers)
+        workers = optical_flow.flow_workers(device)
+        frames_and_motion = optical_flow.with_motion(reader, flow, workers, ahead=args.batch_size + workers)
         blender = temporal_blend.TemporalBlender()
     else:
         frames_and_motion = ((frame, None) for frame in reader)

@@ -10,10 +10,16 @@ verdict. The warping error (warping_error.py) and the --temporal blending (tempo
   motion leads out of the previous frame count as occluded too.
 - Reliability: where frame t-1, warped, may stand in for frame t: not occluded, and the warped previous source
   frame matches the current one; a frame with too few reliable pixels follows a scene cut.
+- Streaming: `with_motion` yields each frame of a video with its Motion, estimated in other threads a few frames
+  ahead of the caller (`flow_workers` says how many).
 """
 
+import collections
 import itertools
+import os
 import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,6 +196,39 @@ def motions_of(frames: list[np.ndarray], flow: FlowEstimator,
     """The Motion into each of a short list of frames held in memory (None for the first); with_motion() streams."""
     return [None] + [estimate_motion(a, b, flow, tolerance) for a, b in itertools.pairwise(frames)]
 
+
+
+def with_motion(frames: Iterable[np.ndarray], flow: FlowEstimator, workers: int = 1,
+                ahead: int = 2) -> Iterator[tuple[np.ndarray, Motion | None]]:
+    """Each frame with its Motion from the frame before (None for the first).
+
+    The motion is estimated by `workers` threads, `ahead` frames ahead of the caller: it runs alongside
+    whatever the caller does with the frames (the network), and only `ahead` + 1 frames are held at a time.
+    """
+    pending: collections.deque[tuple[np.ndarray, Future | None]] = collections.deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flow") as pool:
+        try:
+            previous = None
+            for frame in frames:
+                job = pool.submit(estimate_motion, previous, frame, flow) if previous is not None else None
+                pending.append((frame, job))
+                previous = frame
+                if len(pending) > ahead:
+                    frame, job = pending.popleft()
+                    yield frame, job.result() if job else None
+            while pending:
+                frame, job = pending.popleft()
+                yield frame, job.result() if job else None
+        finally:
+            for _, job in pending:
+                if job is not None:
+                    job.cancel()
+
+
+def flow_workers(device: torch.device) -> int:
+    """Threads for the flow while rendering: on the CPU one, as the network needs the cores; beside a GPU,
+    enough to keep up with it."""
+    return 1 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 2))
 
 
 def warp_tensor(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

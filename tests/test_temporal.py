@@ -190,7 +190,7 @@ def test_motion_is_estimated_a_bounded_number_of_frames_ahead():
             yield frame
 
     flow = optical_flow.FlowEstimator(*temporal_blend.RENDER_FLOW)
-    for consumed, (_, motion) in enumerate(temporal_blend.with_motion(frames(), flow, workers=2, ahead=3), 1):
+    for consumed, (_, motion) in enumerate(optical_flow.with_motion(frames(), flow, workers=2, ahead=3), 1):
         assert len(pulled) - consumed <= 3  # only `ahead` frames are held beyond the one handed out
         assert (motion is None) == (consumed == 1)
     assert consumed == 12
