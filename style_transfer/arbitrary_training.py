@@ -111,7 +111,10 @@ def arbitrary_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + step * 1009 + rank)
         chosen = torch.randint(len(images), (len(content),), generator=generator)
-        crops = resized_crops([images[i] for i in chosen], crop, generator).to(content.device)
+        crops = resized_crops([images[i] for i in chosen], crop, generator)
+        if content.device.type == "cuda":  # from pinned memory the copy does not wait for the GPU
+            crops = crops.pin_memory()
+        crops = crops.to(content.device, non_blocking=True)
         with torch.no_grad():
             style_features = vgg(crops)
             grams = [gram_matrix(f) for f in style_features]

@@ -144,6 +144,29 @@ def test_conditional_and_temporal_training_steps_do_not_wait_for_the_gpu(tmp_pat
     assert long == short
 
 
+@pytest.mark.parametrize("kind", ["arbitrary", "add-style"])
+def test_arbitrary_and_add_style_steps_do_not_wait_for_the_gpu(tmp_path, dataset_dir, style_files, kind):
+    """--arbitrary copies each step's style crops to the GPU (from pinned memory, without a wait); --add-style makes
+    its style row once. Runs of 3 and 6 steps must wait equally often: no wait per step."""
+    base = save_random_conditional_model(tmp_path / "base.pth", ("warm", "cold"))
+    styles = style_files[0].parent  # a folder of three style pictures
+
+    def run(steps: int, out: Path) -> None:
+        flags = ["--arbitrary", "--style-dir", str(styles)] if kind == "arbitrary" else [
+            "--add-style", str(style_files[0]), "--init-from", str(base)]
+        train.main(["--datapath", str(dataset_dir), "--vgg-weights", "random", "--image-size", "32", "--batch-size",
+                    "2", "--device", "cuda", "--save-dir", str(out / "models"), "--log-dir", str(out / "logs"),
+                    "--checkpoint-dir", str(out / "checkpoints"), "--savename", "m", "--workers", "0",
+                    "--max-steps", str(steps), "--epochs", "10", "--log-interval", "1000",
+                    "--checkpoint-interval", "1000", *flags])
+
+    run(2, tmp_path / "warm-up")
+    short = synchronising_calls(lambda: run(3, tmp_path / "three"))
+    long = synchronising_calls(lambda: run(6, tmp_path / "six"))
+    print(f"synchronising calls ({kind}): 3 steps {short}, 6 steps {long}")
+    assert long == short
+
+
 @pytest.mark.parametrize("before,after", [("bf16", "fp16"), ("fp16", "bf16")])
 def test_a_run_resumes_on_cuda_in_another_precision(tmp_path, dataset_dir, style_files, before, after):
     if not torch.cuda.is_bf16_supported():
