@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # The measurements of docs/styles.md for models/any-style.pth, with the offline loss network on the CPU:
-#   1. styles it never saw: the pictures of UNSEEN_DIR (read at run time, never committed, never trained on),
-#      frozen into a conditional model outside the repository, measured by benchmarks/style_metrics.py;
-#   2. --add-style: the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
-#      dedicated models/stained-glass.pth, same settings), its final losses and time in its provenance;
-#   3. rendering with --style-image against a conditional model at 1280x720 (benchmarks/arbitrary_render.py).
-# Records: benchmarks/any-style-unseen.json, benchmarks/add-style-stained-glass.json, benchmarks/any-style-render.json.
+#   unseen     styles it never saw: the pictures of UNSEEN_DIR (read at run time, never committed, never trained
+#              on), frozen into a conditional model outside the repository, measured by benchmarks/style_metrics.py;
+#   dedicated  the same pictures: its style loss against a dedicated model trained on each picture with its own
+#              steps, crops, size, batch and learning rate (made in DEDICATED_DIR, outside git, when missing;
+#              about 15 minutes each for 3000 steps on 2 quiet cores), by benchmarks/unseen_style_loss.py;
+#   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
+#              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
+#              one after the other, so that steps and time compare within one run;
+#   render     rendering with --style-image against a conditional model at 1280x720 (benchmarks/arbitrary_render.py).
+# Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv},
+# dedicated-stained-glass.{json,csv}, any-style-render.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
 UNSEEN_DIR="${UNSEEN_DIR:-../shared/data/style-images}"
 DATAPATH="${DATAPATH:-data/demo-crops}"
+DEDICATED_DIR="${DEDICATED_DIR:-data/dedicated-unseen}"
 ADD_STEPS="${ADD_STEPS:-180}"
+# --add-style trains 3,200 numbers: a far higher rate than a whole network's pays (final style loss after 180
+# steps, measured here: 2e-3 1401, 1e-2 879, 4e-2 607, 1e-1 543)
+ADD_LEARNING_RATE="${ADD_LEARNING_RATE:-1e-1}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-ONLY="${ONLY:-unseen add-style render}"
+ONLY="${ONLY:-unseen dedicated add-style render}"
+if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
+# the settings of models/any-style.pth and of the bundled dedicated models (tools/make_demo_models.sh)
+recipe=(--datapath "$DATAPATH" --image-size 128 --batch-size 2 --learning-rate 2e-3 --epochs 100000 --seed 0
+        --vgg-weights offline --device cpu --log-interval 25)
 
 if [[ " $ONLY " == *" unseen "* ]]; then
     unseen=$(ls "$UNSEEN_DIR"/*.jpg | paste -sd, -)
@@ -22,13 +35,35 @@ if [[ " $ONLY " == *" unseen "* ]]; then
         --output-path "$WORK/coffee.png" --max-size 64 --style-image "$unseen" --save-conditional "$WORK/unseen.pth"
     "$PYTHON" benchmarks/style_metrics.py --models "$WORK/unseen.pth" --max-size 256 --json benchmarks/any-style-unseen.json
 fi
+if [[ " $ONLY " == *" dedicated "* ]]; then
+    steps=$("$PYTHON" -c 'import json; print(json.load(open("models/any-style.json"))["steps"])')
+    mkdir -p "$DEDICATED_DIR"
+    for picture in "$UNSEEN_DIR"/*.jpg; do
+        name=$(basename "${picture%.*}")
+        made=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1])).get('steps'))" \
+            "$DEDICATED_DIR/$name.json" 2>/dev/null || echo none)
+        if [ "$made" != "$steps" ]; then
+            "$PYTHON" train.py --stylepath "$picture" --style-size 256 "${recipe[@]}" --max-steps "$steps" \
+                --log-dir "$DEDICATED_DIR/logs" --checkpoint-dir "$WORK/checkpoints-$name" \
+                --save-dir "$DEDICATED_DIR" --savename "$name.pth"
+        fi
+    done
+    "$PYTHON" benchmarks/unseen_style_loss.py --arbitrary models/any-style.pth --dedicated "$DEDICATED_DIR" \
+        --styles "$(ls "$UNSEEN_DIR"/*.jpg | paste -sd, -)" --datapath "$DATAPATH" \
+        --json benchmarks/any-style-vs-dedicated.json
+fi
 if [[ " $ONLY " == *" add-style "* ]]; then
-    if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
     "$PYTHON" train.py --add-style images/style-images/stained-glass.png --init-from models/any-style.pth \
-        --style-size 256 --datapath "$DATAPATH" --image-size 128 --batch-size 2 --learning-rate 2e-3 \
-        --max-steps "$ADD_STEPS" --epochs 100000 --seed 0 --vgg-weights offline --device cpu --log-interval 25 \
+        --style-size 256 "${recipe[@]}" --learning-rate "$ADD_LEARNING_RATE" --max-steps "$ADD_STEPS" \
         --log-dir "$WORK/logs" --checkpoint-dir "$WORK/checkpoints" --save-dir "$WORK" --savename added.pth
+    "$PYTHON" train.py --stylepath images/style-images/stained-glass.png --style-size 256 "${recipe[@]}" \
+        --max-steps 900 --log-dir "$WORK/logs" --checkpoint-dir "$WORK/checkpoints" --save-dir "$WORK" \
+        --savename dedicated.pth
     cp "$WORK/added.json" benchmarks/add-style-stained-glass.json
+    cp "$WORK/logs/added.csv" benchmarks/add-style-stained-glass.csv
+    cp "$WORK/dedicated.json" benchmarks/dedicated-stained-glass.json
+    cp "$WORK/logs/dedicated.csv" benchmarks/dedicated-stained-glass.csv
+    "$PYTHON" benchmarks/first_reached.py benchmarks/add-style-stained-glass.csv benchmarks/dedicated-stained-glass.csv
 fi
 if [[ " $ONLY " == *" render "* ]]; then
     "$PYTHON" benchmarks/arbitrary_render.py --style-image images/style-images/brush-strokes.jpg --device cpu \

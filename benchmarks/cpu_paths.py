@@ -7,9 +7,9 @@ once, in order and then in reverse order (A B C C B A ...), so that a change in 
 cores) falls on all paths alike; each path's time is the median over its rounds. The paths: eager fp32 (the
 baseline: the PyTorch example's), eager with bf16 weights (the default render on CPUs with native bf16),
 channels_last, torch.compile (fp32 and bf16, freezing: utils.compile_network), torch.jit.freeze with
-optimize_for_inference (prepacked oneDNN convolutions), and ONNX Runtime on the file export.py writes. Each
-path's PSNR is against the fp32 baseline's frame. OpenVINO is not measured: the record says whether it is
-installed (it was not where the record was made). Then, end
+optimize_for_inference (prepacked oneDNN convolutions), ONNX Runtime on the file export.py writes, and, where
+the openvino package is installed, OpenVINO on that file (f32 and bf16). Each path's PSNR is against the fp32
+baseline's frame. Then, end
 to end in fresh processes with no flags: render_video.py on a 720p clip and render_image.py on one 12-megapixel
 photo, against the eager fp32 per-frame time of the same size. `--parts compile-cache`: --compile's warm-up in
 two fresh processes sharing a new on-disk cache (cold, then warm).
@@ -84,6 +84,33 @@ def onnx_runtime(model: torch.nn.Module, folder: Path) -> Callable:
     return run
 
 
+def openvino_path(model: torch.nn.Module, folder: Path, precision: str) -> Callable:
+    """OpenVINO's CPU plugin on the file export.py writes, reshaped to the frame's size (static shapes), with
+    its inference precision hint: f32, or bf16 (where the CPU has native bf16)."""
+    import openvino
+
+    path = folder / "model.onnx"
+    if not path.is_file():
+        onnx_export.write_onnx(onnx_export.export_graph(model, None, False, False), path, 1)
+    core = openvino.Core()
+    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+    compiled_for: dict[tuple[int, ...], object] = {}
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        shape = tuple(batch.shape)
+        if shape not in compiled_for:
+            graph = core.read_model(str(path))
+            graph.reshape({graph.inputs[0].get_any_name(): list(shape)})
+            compiled_for[shape] = core.compile_model(graph, "CPU", {
+                "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_NUM_THREADS": torch.get_num_threads()}).create_infer_request()
+        request = compiled_for[shape]
+        request.infer({0: batch.numpy()})
+        return torch.from_numpy(request.get_output_tensor(0).data.copy()).clamp(0, 255)
+
+    return run
+
+
 def build_paths(model: torch.nn.Module, frame: torch.Tensor, folder: Path, bf16: bool) -> dict[str, tuple]:
     """name -> (function, set-up seconds); set-up includes the first call (compilation, tracing)."""
     builders: dict[str, Callable[[], Callable]] = {
@@ -93,7 +120,11 @@ def build_paths(model: torch.nn.Module, frame: torch.Tensor, folder: Path, bf16:
         "jit.freeze + optimize_for_inference fp32": lambda: jit_frozen(model, "fp32", frame),
         "ONNX Runtime fp32": lambda: onnx_runtime(model, folder),
     }
+    if _openvino_version():
+        builders["OpenVINO f32"] = lambda: openvino_path(model, folder, "fp32")
     if bf16:
+        if _openvino_version():
+            builders["OpenVINO bf16"] = lambda: openvino_path(model, folder, "bf16")
         builders.update({
             "eager bf16 weights (default)": lambda: eager(model, "bf16"),
             "eager bf16 channels_last": lambda: eager(model, "bf16", channels_last=True),

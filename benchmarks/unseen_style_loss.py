@@ -1,0 +1,111 @@
+"""An arbitrary-style model's style loss on pictures it never saw, against dedicated models trained on each.
+
+    python benchmarks/unseen_style_loss.py --arbitrary models/any-style.pth \
+        --styles ../shared/data/style-images/candy.jpg,../shared/data/style-images/mosaic.jpg \
+        --dedicated data/dedicated-unseen --datapath data/demo-crops
+
+For every picture of --styles: the arbitrary model renders every photo of --datapath with its prediction for the
+picture, and the dedicated model --dedicated/<picture stem>.pth (train.py on that picture alone, with the arbitrary
+model's steps, crops, size, batch and learning rate: benchmarks/arbitrary.sh makes them) renders the same photos.
+Both are scored with the quantities train.py minimises, over the same crops, in fp32: the weighted style loss
+against the picture's Gram matrices at --style-size (the dedicated model's own target: the whole picture, where the
+arbitrary model trained on random crops) and the weighted content loss. The ratio arbitrary / dedicated is the
+figure of issue 23 (target <= 1.5).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository root
+sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
+
+import utils
+from style_transfer import image_io, loss_network, model_files
+from style_transfer.arbitrary_net import ArbitraryTransformerNet, check_loss_network, predict
+from style_transfer.training_data import ImageFolderDataset
+from vgg import content_loss, gram_matrix, style_loss
+
+BATCH = 8
+
+
+@torch.no_grad()
+def losses(render, vgg: torch.nn.Module, photos: ImageFolderDataset, grams: list[torch.Tensor],
+           weights: dict) -> tuple[float, float]:
+    """(weighted style loss, weighted content loss), each the mean over the photos of --datapath."""
+    style_total, content_total = 0.0, 0.0
+    for start in range(0, len(photos), BATCH):
+        content = torch.stack([photos[i] for i in range(start, min(start + BATCH, len(photos)))])
+        features = vgg(render(content))
+        style_total += len(content) * style_loss([f.float() for f in features], [grams], [1.0]).item()
+        content_total += len(content) * content_loss(features, vgg(content, depth=2)[1]).item()
+    return (weights["style_weight"] * style_total / len(photos),
+            weights["content_weight"] * content_total / len(photos))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = utils.ArgumentParser(description=__doc__)
+    parser.add_argument("--arbitrary", required=True, metavar="MODEL", help="the arbitrary-style model")
+    parser.add_argument("--styles", required=True, metavar="A.jpg,B.jpg",
+                        help="the pictures to measure, separated by commas (pictures the model never saw)")
+    parser.add_argument("--dedicated", required=True, metavar="DIR",
+                        help="folder holding <picture stem>.pth, a dedicated model for each picture")
+    parser.add_argument("--datapath", default=str(ROOT / "data/demo-crops"),
+                        help="the photos both are scored on (default: %(default)s)")
+    parser.add_argument("--image-size", type=utils.positive_int, default=128,
+                        help="each photo's centre crop, as train.py --image-size (default: %(default)s)")
+    parser.add_argument("--style-size", type=utils.positive_int, default=256,
+                        help="each picture's shorter side for its Gram matrices, as train.py --style-size "
+                             "(default: %(default)s)")
+    parser.add_argument("--vgg-weights", default="offline",
+                        help="the loss network both were trained with (default: %(default)s)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write every figure, with the command, to this JSON file (default: none)")
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+    vgg = loss_network.load_loss_network(args.vgg_weights).eval()
+    arbitrary = model_files.load_transformer(args.arbitrary, arbitrary=True)
+    if not isinstance(arbitrary, ArbitraryTransformerNet):
+        raise utils.UserError(f"--arbitrary: {args.arbitrary} is not an arbitrary-style model")
+    check_loss_network(arbitrary, vgg, args.vgg_weights, args.arbitrary)
+    provenance = json.loads(model_files.provenance_path(Path(args.arbitrary)).read_text())
+    photos = ImageFolderDataset(args.datapath, args.image_size)
+    rows = []
+    for picture in [utils.require_file(p, "--styles") for p in args.styles.split(",") if p]:
+        dedicated_path = utils.require_file(Path(args.dedicated) / f"{picture.stem}.pth", "--dedicated")
+        dedicated = model_files.load_transformer(dedicated_path)
+        style = image_io.image_to_tensor(image_io.load_rgb(picture, args.style_size)).unsqueeze(0)
+        grams = [gram_matrix(f.float()) for f in vgg(style)]
+        params = predict(arbitrary, vgg, [image_io.load_rgb(picture)])
+        arbitrary_style, arbitrary_content = losses(lambda x, p=params: arbitrary(x, style_params=p), vgg,
+                                                    photos, grams, provenance)
+        dedicated_style, dedicated_content = losses(dedicated, vgg, photos, grams, provenance)
+        dedicated_steps = json.loads(model_files.provenance_path(dedicated_path).read_text()).get("steps")
+        rows.append({"style": picture.name, "arbitrary_style_loss": arbitrary_style,
+                     "dedicated_style_loss": dedicated_style, "ratio": arbitrary_style / dedicated_style,
+                     "arbitrary_content_loss": arbitrary_content, "dedicated_content_loss": dedicated_content,
+                     "dedicated_steps": dedicated_steps})
+    print(f"{len(photos)} photos of {args.datapath} at {args.image_size} px; arbitrary model "
+          f"{args.arbitrary} ({provenance.get('steps')} steps); weighted losses as train.py's")
+    print("| picture | style loss, arbitrary | style loss, dedicated | ratio | content loss, arbitrary | "
+          "content loss, dedicated | dedicated steps |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['style']} | {row['arbitrary_style_loss']:.1f} | {row['dedicated_style_loss']:.1f} | "
+              f"{row['ratio']:.2f} | {row['arbitrary_content_loss']:.1f} | {row['dedicated_content_loss']:.1f} | "
+              f"{row['dedicated_steps']} |")
+    geometric = float(np.exp(np.mean(np.log([row["ratio"] for row in rows]))))
+    print(f"ratio: geometric mean {geometric:.2f}, largest {max(row['ratio'] for row in rows):.2f}")
+    if args.json:
+        utils.save_json({"command": model_files.command_line("benchmarks/unseen_style_loss.py", argv),
+                         "machine": model_files.machine_description(torch.device("cpu")),
+                         "arbitrary_steps": provenance.get("steps"), "photos": len(photos),
+                         "geometric_mean_ratio": geometric, "rows": rows}, args.json)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    utils.run_main(main)
