@@ -174,9 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     network = model_files.load_transformer(args.model, device, arbitrary=True)
     network = style_images.resolve_style_images(network, args, args.model, device)
     style_choice.apply_style_choice(network, args, args.model)
+    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile)
+    whole = rendering.prepare_for_rendering(network, precision, runtime=runtime) if runtime != "torch" else None
     model = rendering.prepare_for_rendering(network, precision)
-    tiler = tiling.TiledRenderer(model, precision, args.compile)  # a copy of its own
-    model = utils.compile_network(model, args.compile, inference=True)
+    tiler = tiling.TiledRenderer(model, precision, args.compile)  # a copy of its own, in PyTorch
+    model = whole or utils.compile_network(model, args.compile, inference=True)
     unreadable = []
     for source, target in tqdm(pairs, unit="image", disable=len(pairs) == 1, dynamic_ncols=True):
         try:

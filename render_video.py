@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     network = model_files.load_transformer(args.model, device, arbitrary=True)
     network = style_images.resolve_style_images(network, args, args.model, device)
     schedule = style_choice.apply_style_choice(network, args, args.model)
-    model = rendering.prepare_for_rendering(network, precision, args.compile)
+    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile)
+    model = rendering.prepare_for_rendering(network, precision, args.compile, runtime)
     torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once
     ffmpeg = video_io.find_ffmpeg()
     info = video_io.probe_video(source, ffmpeg)
@@ -169,16 +170,16 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 for items in batched(frames_and_motion, args.batch_size):
                     frames, motions = zip(*items, strict=True)
-                    # A compiled network is compiled for one batch size: the clip's short last batch is padded to
-                    # it with copies of its last frame (dropped again) rather than compiled anew (seconds to tens
-                    # of seconds; benchmarks/compile_last_batch.py).
-                    padded = args.batch_size if args.compile else len(frames)
+                    # A compiled network is compiled for one batch size (OpenVINO too): the clip's short last batch
+                    # is padded to it with copies of its last frame (dropped again) rather than compiled anew
+                    # (seconds to tens of seconds; benchmarks/compile_last_batch.py).
+                    padded = args.batch_size if args.compile or runtime == "openvino" else len(frames)
                     # NCHW, contiguous: permute() alone leaves the channels_last layout, slower for the network
                     batch = torch.from_numpy(np.stack(frames + frames[-1:] * (padded - len(frames))))
                     batch = batch.to(device).permute(0, 3, 1, 2).float().contiguous()
                     if schedule is not None:  # each frame's mix, set once per batch
                         seconds = [float((count + min(i, len(frames) - 1)) / info.fps) for i in range(padded)]
-                        network.set_style_mix(schedule.mixes(seconds))
+                        model.set_style_mix(schedule.mixes(seconds))
                     try:
                         stylised = stylise_frames(model, batch, precision, args)
                     except utils.TooLarge as exc:

@@ -31,8 +31,10 @@ class TooLarge(UserError):
 def too_large_for_device(exc: BaseException) -> str | None:
     """What `exc` says was too large for the device, or None: its memory (torch.OutOfMemoryError, or the CPU
     allocator's RuntimeError), or, on CUDA, the 32-bit indexing of some kernels (past 2^31 values a tensor)."""
+    if isinstance(exc, MemoryError):  # Python's, or a C++ std::bad_alloc (OpenVINO's) as pybind11 raises it
+        return "out of memory"
     text = str(exc) if isinstance(exc, RuntimeError) else ""
-    if "out of memory" in text or "not enough memory" in text:
+    if "out of memory" in text or "not enough memory" in text or "bad_alloc" in text:
         return "out of memory"
     if "32-bit index" in text:
         return "too large for the device's 32-bit indexing"
@@ -174,6 +176,34 @@ def choose_precision(name: str, device: torch.device) -> str:
     except Exception:
         raise UserError(f"--precision {name} is not supported on {device.type} by torch {torch.__version__} "
                         "(use fp32)") from None
+    return name
+
+
+RUNTIMES = ["auto", "torch", "openvino"]
+
+
+def choose_runtime(name: str, device: torch.device, precision: str, compile: bool = False) -> str:
+    """What runs the network when rendering: `torch`, or `openvino` (style_transfer/openvino_runtime.py).
+
+    auto: OpenVINO on the CPU where the openvino and onnx packages are installed, in fp32 or bf16 and without --compile
+    (several times faster than every PyTorch path on the CPUs measured: docs/performance.md); PyTorch elsewhere."""
+    import importlib.util
+
+    # the network reaches OpenVINO as an ONNX graph, which torch.onnx writes with the onnx package
+    installed = all(importlib.util.find_spec(package) is not None for package in ("openvino", "onnx"))
+    if name == "auto":
+        fits = device.type == "cpu" and precision in ("fp32", "bf16") and not compile
+        return "openvino" if fits and installed else "torch"
+    if name == "openvino":
+        if device.type != "cpu":
+            raise UserError(f"--runtime openvino runs on the CPU, not on {device.type} (add --device cpu)")
+        if compile:
+            raise UserError("--compile compiles the PyTorch network: it cannot go with --runtime openvino")
+        if precision not in ("fp32", "bf16"):
+            raise UserError(f"--runtime openvino runs fp32 or bf16, not --precision {precision}")
+        if not installed:
+            raise UserError("--runtime openvino needs the openvino and onnx packages (pip install openvino onnx; "
+                            "see requirements.txt)")
     return name
 
 

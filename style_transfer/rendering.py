@@ -7,8 +7,18 @@ from collections.abc import Iterator
 
 import torch
 
+from style_transfer.openvino_runtime import OpenVinoNetwork
 from transformer_net import TransformerNet
-from utils import COMPILE_HELP, PRECISIONS, TooLarge, autocast, compile_network, too_large_for_device, unit_float
+from utils import (
+    COMPILE_HELP,
+    PRECISIONS,
+    RUNTIMES,
+    TooLarge,
+    autocast,
+    compile_network,
+    too_large_for_device,
+    unit_float,
+)
 
 _LUMA = (0.299, 0.587, 0.114)  # Y of BT.601 / JPEG YCbCr
 
@@ -26,6 +36,10 @@ def add_render_args(parser: argparse.ArgumentParser) -> None:
                         help="the network's arithmetic; bf16 and fp16 use autocast; auto = fp16 on CUDA, bf16 on "
                              "CPUs with native bfloat16 (AVX512-BF16, AMX), else fp32 (default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help=COMPILE_HELP)
+    parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                        help="what runs the network: torch (PyTorch), or openvino (the CPU only, fp32 or bf16; "
+                             "tiles still run in PyTorch); auto = openvino on the CPU where the openvino package "
+                             "is installed and --compile is not given, else torch (default: %(default)s)")
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -33,20 +47,25 @@ def default_batch_size(device: torch.device) -> int:
     return 4 if device.type == "cuda" else 1
 
 
-def prepare_for_rendering(model: TransformerNet, precision: str, compile: bool = False) -> torch.nn.Module:
-    """`model` (changed in place) set up for stylize() at `precision`, a choose_precision() result.
+def prepare_for_rendering(model: TransformerNet, precision: str, compile: bool = False,
+                          runtime: str = "torch") -> torch.nn.Module | OpenVinoNetwork:
+    """`model` set up for stylize() at `precision`, a choose_precision() result, by `runtime`, a
+    choose_runtime() result: for torch, `model` itself, changed in place (or its compiled wrapper); for openvino,
+    an OpenVinoNetwork of it (`model` left as it is).
 
     bf16 on the CPU converts the weights once, so that the activations stay bf16 from layer to layer:
     autocast instead casts every layer's input and output, and was 1.5x slower at 1280x720 (benchmark.py,
     README). Elsewhere reduced precision is autocast's, the weights stay fp32.
     """
+    if runtime == "openvino":
+        return OpenVinoNetwork(model, precision)
     if precision == "bf16" and next(model.parameters()).device.type == "cpu":
         model.to(torch.bfloat16)
     return compile_network(model.eval(), compile, inference=True)
 
 
-def stylize(model: torch.nn.Module, batch: torch.Tensor, precision: str = "fp32", preserve_color: bool = False,
-            strength: float = 1.0) -> torch.Tensor:
+def stylize(model: torch.nn.Module | OpenVinoNetwork, batch: torch.Tensor, precision: str = "fp32",
+            preserve_color: bool = False, strength: float = 1.0) -> torch.Tensor:
     """Stylise an Nx3xHxW batch in 0-255 (fp32, on the model's device); the result is fp32 in 0-255.
 
     `precision` is a choose_precision() result; with a model whose weights prepare_for_rendering()
@@ -54,11 +73,14 @@ def stylize(model: torch.nn.Module, batch: torch.Tensor, precision: str = "fp32"
     onto the content's chroma; `strength` < 1 then blends towards the content.
     """
     try:
-        with arithmetic(model, precision, batch.device) as weights:
-            stylised = model(batch.to(weights))
+        if isinstance(model, OpenVinoNetwork):
+            stylised = model(batch)
+        else:
+            with arithmetic(model, precision, batch.device) as weights:
+                stylised = model(batch.to(weights))
         with torch.inference_mode():
             return finish(batch, stylised.float().clamp(0, 255), preserve_color, strength)
-    except RuntimeError as exc:  # torch.OutOfMemoryError is one too
+    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError too
         problem = too_large_for_device(exc)
         if problem is None:
             raise

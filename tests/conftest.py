@@ -225,3 +225,20 @@ def run_main_in_process(capsys: pytest.CaptureFixture, main, *args: object) -> s
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random plain model saved once per test module, at a path with a space in it."""
     return save_random_model(tmp_path_factory.mktemp("model") / "my model.pth")
+
+
+def fail_the_network(monkeypatch: pytest.MonkeyPatch, runtime: str, error: BaseException) -> None:
+    """Make the rendering network raise `error` when it runs, on `runtime` (torch or openvino: the OpenVINO
+    network is exported from the PyTorch one, so there only its call fails)."""
+    def fail(*args, **kwargs):
+        raise error
+
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+        from style_transfer import openvino_runtime
+
+        monkeypatch.setattr(openvino_runtime.OpenVinoNetwork, "__call__", fail)
+    else:
+        from transformer_net import TransformerNet
+
+        monkeypatch.setattr(TransformerNet, "forward", fail)

@@ -12,13 +12,13 @@ from PIL import Image, ImageOps
 import render_image
 from conftest import (
     assert_clean_failure,
+    fail_the_network,
     files_under,
     run_main_in_process,
     run_script,
     write_noise_image,
 )
 from style_transfer import image_io
-from transformer_net import TransformerNet
 from utils import UserError
 
 
@@ -249,23 +249,22 @@ def test_a_full_disk_is_one_clear_line_and_leaves_earlier_outputs_untouched(tmp_
         assert image.size == (24, 20)
 
 
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
 @pytest.mark.parametrize("error,problem", [
     (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "out of memory"),
     (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
                   "you tried to allocate 21474836480 bytes."), "out of memory"),
+    (MemoryError("std::bad_alloc"), "out of memory"),  # a C++ allocation failure, as pybind11 raises it
     # CUDA's reflection padding refuses planes past 2^31 values: 35 megapixels and up (seen on an H100)
     (RuntimeError("input tensor must fit into 32-bit index math"), "too large for the device's 32-bit indexing"),
-], ids=["torch.OutOfMemoryError", "CPU allocator", "CUDA 32-bit indexing"])
+], ids=["torch.OutOfMemoryError", "CPU allocator", "MemoryError", "CUDA 32-bit indexing"])
 def test_an_image_too_large_for_the_device_suggests_max_size(tmp_path, model_file, capsys, monkeypatch, error,
-                                                             problem):
-    def forward_too_large(self, x):
-        raise error
-
+                                                             problem, runtime):
     content = write_noise_image(tmp_path / "big.jpg", 30, 50, seed=2)
-    monkeypatch.setattr(TransformerNet, "forward", forward_too_large)
+    fail_the_network(monkeypatch, runtime, error)
     before = files_under(tmp_path)
     result = run_main_in_process(capsys, render_image.main, "--content-path", content, "--model-path", model_file,
-                                 "--output-path", tmp_path / "out.jpg", "--device", "cpu")
+                                 "--output-path", tmp_path / "out.jpg", "--device", "cpu", "--runtime", runtime)
     assert_clean_failure(result, f"{content}: {problem} at 50x30 on cpu; try --max-size 25")
     assert files_under(tmp_path) == before
 

@@ -12,7 +12,14 @@ import torch
 
 import evaluate_video
 import render_video
-from conftest import assert_clean_failure, assert_usage_error, files_under, run_main_in_process, run_script
+from conftest import (
+    assert_clean_failure,
+    assert_usage_error,
+    fail_the_network,
+    files_under,
+    run_main_in_process,
+    run_script,
+)
 from style_transfer import optical_flow, rendering, video_io
 from transformer_net import TransformerNet
 from utils import UserError
@@ -268,14 +275,12 @@ exec {FFMPEG} "$@"
     RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
                  "you tried to allocate 21474836480 bytes."),
 ], ids=["torch.OutOfMemoryError", "CPU allocator"])
-def test_frames_too_large_for_memory_suggest_smaller_settings(workdir, tmp_path, capsys, monkeypatch, error):
-    def forward_out_of_memory(self, x):
-        raise error
-
-    monkeypatch.setattr(TransformerNet, "forward", forward_out_of_memory)
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_frames_too_large_for_memory_suggest_smaller_settings(workdir, tmp_path, capsys, monkeypatch, error, runtime):
+    fail_the_network(monkeypatch, runtime, error)
     result = run_main_in_process(capsys, render_video.main, "--input", workdir / "my clip.mp4", "--model",
                                  workdir / "my model.pth", "--save-name", tmp_path / "out" / "never.mp4",
-                                 "--device", "cpu", "--batch-size", "4")
+                                 "--device", "cpu", "--batch-size", "4", "--runtime", runtime)
     assert_clean_failure(result, "out of memory at 64x48 (4 frames at once) on cpu; try --batch-size 1 or --resize 0.5")
     assert files_under(tmp_path / "out") == set()
 
