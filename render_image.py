@@ -163,6 +163,19 @@ def render_whole(model: TransformerNet, image: Image.Image, device: torch.device
     return image_io.tensor_to_image(stylised[0])
 
 
+def work_pixels(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -> int:
+    """The pixels the network will render, from the images' headers (an unreadable one counts none)."""
+    total = 0
+    for source, _ in pairs:
+        try:
+            with Image.open(source) as image:
+                width, height = output_size(image.size, args)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+        total += width * height
+    return total
+
+
 def main(argv: list[str] | None = None) -> None:
     if style_choice.list_styles_if_asked(argv):
         return
@@ -174,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     network = model_files.load_transformer(args.model, device, arbitrary=True)
     network = style_images.resolve_style_images(network, args, args.model, device)
     style_choice.apply_style_choice(network, args, args.model)
-    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile)
+    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile, work_pixels(pairs, args))
     whole = rendering.prepare_for_rendering(network, precision, runtime=runtime) if runtime != "torch" else None
     model = rendering.prepare_for_rendering(network, precision)
     tiler = tiling.TiledRenderer(model, precision, args.compile)  # a copy of its own, in PyTorch

@@ -132,12 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     network = model_files.load_transformer(args.model, device, arbitrary=True)
     network = style_images.resolve_style_images(network, args, args.model, device)
     schedule = style_choice.apply_style_choice(network, args, args.model)
-    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile)
-    model = rendering.prepare_for_rendering(network, precision, args.compile, runtime)
     torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once
     ffmpeg = video_io.find_ffmpeg()
     info = video_io.probe_video(source, ffmpeg)
     size = max(1, round(info.width * args.resize)), max(1, round(info.height * args.resize))
+    pixels = info.frames * size[0] * size[1] if info.frames else None
+    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile, pixels)
+    model = rendering.prepare_for_rendering(network, precision, args.compile, runtime)
     encoded = (size[0] + size[0] % 2, size[1] + size[1] % 2) if ffmpeg else size  # see video_io.VideoWriter
 
     audio_from, audio_codec = None, "copy"

@@ -180,19 +180,25 @@ def choose_precision(name: str, device: torch.device) -> str:
 
 
 RUNTIMES = ["auto", "torch", "openvino"]
+# OpenVINO's set-up (the export and a compilation, about 1.4 s on 2 cores) pays for itself from about 1.8
+# megapixels of work (benchmarks/cpu-2core-paths.*: render_image.py on the small bundled photo and on 12 MP)
+OPENVINO_MIN_PIXELS = 2_000_000
 
 
-def choose_runtime(name: str, device: torch.device, precision: str, compile: bool = False) -> str:
+def choose_runtime(name: str, device: torch.device, precision: str, compile: bool = False,
+                   pixels: int | None = None) -> str:
     """What runs the network when rendering: `torch`, or `openvino` (style_transfer/openvino_runtime.py).
 
-    auto: OpenVINO on the CPU where the openvino and onnx packages are installed, in fp32 or bf16 and without --compile
-    (several times faster than every PyTorch path on the CPUs measured: docs/performance.md); PyTorch elsewhere."""
+    auto: OpenVINO on the CPU where the openvino and onnx packages are installed, in fp32 or bf16, without
+    --compile, and for at least OPENVINO_MIN_PIXELS of work (`pixels`: all the images' or frames'; None: plenty),
+    being several times faster than every PyTorch path on the CPUs measured (docs/performance.md); else PyTorch."""
     import importlib.util
 
     # the network reaches OpenVINO as an ONNX graph, which torch.onnx writes with the onnx package
     installed = all(importlib.util.find_spec(package) is not None for package in ("openvino", "onnx"))
     if name == "auto":
         fits = device.type == "cpu" and precision in ("fp32", "bf16") and not compile
+        fits = fits and (pixels is None or pixels >= OPENVINO_MIN_PIXELS)
         return "openvino" if fits and installed else "torch"
     if name == "openvino":
         if device.type != "cpu":

@@ -5,14 +5,15 @@
 First the machine's matmul rates (fp32, bf16), then at 720p, one frame at a time, rounds that run every path
 once, in order and then in reverse order (A B C C B A ...), so that a change in the machine's load (shared
 cores) falls on all paths alike; each path's time is the median over its rounds. The paths: eager fp32 (the
-baseline: the PyTorch example's), eager with bf16 weights (the default render on CPUs with native bf16),
+baseline: the PyTorch example's), eager with bf16 weights (PyTorch's default render on CPUs with native bf16),
 channels_last, torch.compile (fp32 and bf16, freezing: utils.compile_network), torch.jit.freeze with
 optimize_for_inference (prepacked oneDNN convolutions), ONNX Runtime on the file export.py writes, and, where
 the openvino package is installed, OpenVINO on that file (f32 and bf16). Each path's PSNR is against the fp32
-baseline's frame. Then, end
-to end in fresh processes with no flags: render_video.py on a 720p clip and render_image.py on one 12-megapixel
-photo, against the eager fp32 per-frame time of the same size. `--parts compile-cache`: --compile's warm-up in
-two fresh processes sharing a new on-disk cache (cold, then warm).
+baseline's frame. Then, end to end in fresh processes: render_video.py on a 720p clip and render_image.py on
+one 12-megapixel photo, against the eager fp32 per-frame time of the same size, with no flags (the default:
+OpenVINO where it is installed) and with --runtime torch; and the bundled photo, where the set-up weighs most.
+`--parts compile-cache`: --compile's warm-up in two fresh processes sharing a new on-disk cache (cold, then
+warm).
 """
 
 import argparse
@@ -32,7 +33,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmark.py, beside this file
 import benchmark  # noqa: E402  (its helpers: the machine, the matmul rates, the network's GFLOP, PSNR)
 import utils  # noqa: E402
-from style_transfer import model_files, onnx_export, rendering  # noqa: E402
+from style_transfer import image_io, model_files, onnx_export, rendering  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720  # --size changes them (a quick try)
 PHOTO_SIZE = (4000, 3000)  # 12 megapixels; --photo-size
@@ -158,27 +159,41 @@ def alternate(paths: dict[str, tuple], frame: torch.Tensor, rounds: int) -> dict
     return times
 
 
+END_TO_END_RUNTIMES = {"no flags": [], "--runtime torch": ["--runtime", "torch"]}  # the default, and PyTorch's
+
+
 def end_to_end(folder: Path, model_path: Path, model: torch.nn.Module, args: argparse.Namespace) -> dict:
-    """render_video.py and render_image.py with no flags, each in a fresh process, against eager fp32 per frame."""
+    """render_video.py and render_image.py, each in a fresh process, with no flags (the default runtime) and with
+    --runtime torch, against eager fp32 per frame: a 720p clip, a 12-megapixel photo (its result also against the
+    eager fp32 network's, PSNR) and the small bundled photo (where the set-up weighs most)."""
     clip = folder / "clip.mp4"
     benchmark.make_clip(clip, args.clip_seconds, WIDTH, HEIGHT)
     frames = round(24 * args.clip_seconds)
-    video_s, video_rss = benchmark.run_measured("render_video", "--input", str(clip), "--model", str(model_path),
-                                                "--save-name", str(folder / "out.mp4"))
     photo = folder / "photo.png"
     Image.open(benchmark.PHOTO).convert("RGB").resize(PHOTO_SIZE, Image.Resampling.BICUBIC).save(photo)
-    image_s, image_rss = benchmark.run_measured("render_image", "--content-path", str(photo), "--model-path",
-                                                str(model_path), "--output-path", str(folder / "out.png"))
     big = benchmark.photo_batch(*PHOTO_SIZE, 1, torch.device("cpu"))
     baseline = model_files.load_transformer(model_path)
     start = time.perf_counter()
     with torch.no_grad():
-        baseline(big)
-    photo_baseline_s = time.perf_counter() - start
-    return {"clip": f"{WIDTH}x{HEIGHT}, 24 fps, {frames} frames (testsrc2, with sound)", "frames": frames,
-            "render_video_s": video_s, "render_video_peak_rss_mib": video_rss,
-            "photo": f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} (coffee.jpg resized)", "render_image_s": image_s,
-            "render_image_peak_rss_mib": image_rss, "photo_eager_fp32_s": photo_baseline_s}
+        reference = baseline(big).clamp(0, 255)
+    measured = {"clip": f"{WIDTH}x{HEIGHT}, 24 fps, {frames} frames (testsrc2, with sound)", "frames": frames,
+                "photo": f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} (coffee.jpg resized)",
+                "photo_eager_fp32_s": time.perf_counter() - start, "small_photo": str(benchmark.PHOTO.name),
+                "runs": []}
+    for label, flags in END_TO_END_RUNTIMES.items():
+        video_s, video_rss = benchmark.run_measured("render_video", "--input", str(clip), "--model", str(model_path),
+                                                    "--save-name", str(folder / "out.mp4"), *flags)
+        image_s, image_rss = benchmark.run_measured("render_image", "--content-path", str(photo), "--model-path",
+                                                    str(model_path), "--output-path", str(folder / "out.png"), *flags)
+        result = image_io.image_to_tensor(image_io.load_rgb(folder / "out.png")).unsqueeze(0)
+        small_s, _ = benchmark.run_measured("render_image", "--content-path", str(benchmark.PHOTO), "--model-path",
+                                            str(model_path), "--output-path", str(folder / "small.png"), *flags)
+        measured["runs"].append({"flags": label, "render_video_s": video_s, "render_video_peak_rss_mib": video_rss,
+                                 "render_image_s": image_s, "render_image_peak_rss_mib": image_rss,
+                                 "render_image_psnr_db_vs_fp32": benchmark.psnr(result, reference),
+                                 "small_photo_s": small_s})
+        print(f"  {label}: done", flush=True)
+    return measured
 
 
 # One fresh process: the compiled bf16 network's first call (the warm-up) and a later call, at WIDTH x HEIGHT.
@@ -307,15 +322,18 @@ def measure_paths(model: torch.nn.Module, folder: Path, bf16: bool, limits: dict
 def report_end_to_end(measured: dict, results: dict) -> dict:
     paths = {row["path"]: row for row in results.get("paths", [])}
     frame_baseline = paths["eager fp32 (baseline)"]["s_per_frame"] if paths else None
-    if frame_baseline:
-        measured["render_video_vs_eager_fp32"] = frame_baseline * measured["frames"] / measured["render_video_s"]
-    measured["render_image_vs_eager_fp32"] = measured["photo_eager_fp32_s"] / measured["render_image_s"]
-    print(f"\nend to end, fresh processes, no flags: render_video.py {measured['frames']} frames of {WIDTH}x{HEIGHT} "
-          f"in {measured['render_video_s']:.1f} s"
-          + (f" = x{measured['render_video_vs_eager_fp32']:.2f} the eager fp32 per-frame baseline" if frame_baseline
-             else ""))
-    print(f"  render_image.py {measured['photo']} in {measured['render_image_s']:.1f} s; eager fp32 network alone "
-          f"{measured['photo_eager_fp32_s']:.1f} s = x{measured['render_image_vs_eager_fp32']:.2f}")
+    print(f"\nend to end, fresh processes: render_video.py {measured['frames']} frames of {WIDTH}x{HEIGHT}; "
+          f"render_image.py {measured['photo']} (eager fp32 network alone {measured['photo_eager_fp32_s']:.1f} s) "
+          f"and {measured['small_photo']}")
+    for run in measured["runs"]:
+        run["render_image_vs_eager_fp32"] = measured["photo_eager_fp32_s"] / run["render_image_s"]
+        video = f"{run['render_video_s']:.1f} s"
+        if frame_baseline:
+            run["render_video_vs_eager_fp32"] = frame_baseline * measured["frames"] / run["render_video_s"]
+            video += f" = x{run['render_video_vs_eager_fp32']:.2f} the eager fp32 per-frame baseline"
+        print(f"  {run['flags']:<16} | render_video.py {video} | render_image.py {run['render_image_s']:.1f} s = "
+              f"x{run['render_image_vs_eager_fp32']:.2f}, PSNR {run['render_image_psnr_db_vs_fp32']:.1f} dB vs fp32 | "
+              f"small photo {run['small_photo_s']:.2f} s")
     return measured
 
 
