@@ -127,3 +127,18 @@ def test_the_front_page_is_short_and_shows_a_picture_on_its_first_screen():
     assert README.stat().st_size <= 12_000
     first_screen = README.read_text(encoding="utf-8").splitlines()[:40]
     assert any(re.search(r"!\[[^\]]*\]\([^)\s]+\)", line) for line in first_screen)
+
+
+TEST_REFERENCE = re.compile(r"\b(tests/test_\w+\.py)::(\w+)")
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[str(path.relative_to(ROOT)) for path in PAGES])
+def test_every_test_the_docs_name_exists(path):
+    """The manual proves its claims by naming tests (tests/test_x.py::test_y): each must be a test of that file."""
+    missing = []
+    for file, name in TEST_REFERENCE.findall(path.read_text(encoding="utf-8")):
+        source = ROOT / file
+        if not source.is_file() or not re.search(rf"^(async )?def {name}\(", source.read_text(encoding="utf-8"),
+                                                  re.MULTILINE):
+            missing.append(f"{file}::{name}")
+    assert not missing, f"{path.name} names tests that do not exist: {', '.join(missing)}"
