@@ -163,17 +163,35 @@ def render_whole(model: TransformerNet, image: Image.Image, device: torch.device
     return image_io.tensor_to_image(stylised[0])
 
 
-def work_pixels(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -> int:
-    """The pixels the network will render, from the images' headers (an unreadable one counts none)."""
-    total = 0
+def network_sizes(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -> dict[Path, tuple[int, int]]:
+    """The size the network renders each readable image at (its output size, over --stroke-scale), from the
+    images' headers."""
+    sizes = {}
     for source, _ in pairs:
         try:
             with Image.open(source) as image:
                 width, height = output_size(image.size, args)
         except (OSError, ValueError, Image.DecompressionBombError):
             continue
-        total += width * height
-    return total
+        sizes[source] = max(1, round(width / args.stroke_scale)), max(1, round(height / args.stroke_scale))
+    return sizes
+
+
+def choose_runtime(pairs: list[tuple[Path, Path]], args: argparse.Namespace, device: torch.device,
+                   precision: str) -> str:
+    """utils.choose_runtime for these images; with OpenVINO, which compiles for each size, `pairs` are put in order
+    of size, so that each size is compiled once."""
+    sizes: dict[Path, tuple[int, int]] = {}
+
+    def work() -> tuple[int, int]:
+        sizes.update(network_sizes(pairs, args))
+        return sum(width * height for width, height in sizes.values()), len(set(sizes.values()))
+
+    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile, work)
+    if runtime == "openvino" and len(pairs) > 1:
+        sizes = sizes or network_sizes(pairs, args)
+        pairs.sort(key=lambda pair: sizes.get(pair[0], (0, 0)))
+    return runtime
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,10 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     pairs = plan_outputs(content, output, args.format)
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
+    runtime = choose_runtime(pairs, args, device, precision)
     network = model_files.load_transformer(args.model, device, arbitrary=True)
     network = style_images.resolve_style_images(network, args, args.model, device)
     style_choice.apply_style_choice(network, args, args.model)
-    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile, work_pixels(pairs, args))
     whole = rendering.prepare_for_rendering(network, precision, runtime=runtime) if runtime != "torch" else None
     model = rendering.prepare_for_rendering(network, precision)
     tiler = tiling.TiledRenderer(model, precision, args.compile)  # a copy of its own, in PyTorch

@@ -129,15 +129,16 @@ def main(argv: list[str] | None = None) -> None:
     device = utils.choose_device(args.device)
     args.batch_size = args.batch_size or rendering.default_batch_size(device)
     precision = utils.choose_precision(args.precision, device)
+    ffmpeg = video_io.find_ffmpeg()
+    info = video_io.probe_video(source, ffmpeg)
+    size = max(1, round(info.width * args.resize)), max(1, round(info.height * args.resize))
+    frame_pixels = round(size[0] / args.stroke_scale) * round(size[1] / args.stroke_scale)  # what the network sees
+    work = (lambda: (info.frames * frame_pixels, 2)) if info.frames else None  # the short last batch: a second size
+    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile, work)
     network = model_files.load_transformer(args.model, device, arbitrary=True)
     network = style_images.resolve_style_images(network, args, args.model, device)
     schedule = style_choice.apply_style_choice(network, args, args.model)
     torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN's kernels once
-    ffmpeg = video_io.find_ffmpeg()
-    info = video_io.probe_video(source, ffmpeg)
-    size = max(1, round(info.width * args.resize)), max(1, round(info.height * args.resize))
-    pixels = info.frames * size[0] * size[1] if info.frames else None
-    runtime = utils.choose_runtime(args.runtime, device, precision, args.compile, pixels)
     model = rendering.prepare_for_rendering(network, precision, args.compile, runtime)
     encoded = (size[0] + size[0] % 2, size[1] + size[1] % 2) if ffmpeg else size  # see video_io.VideoWriter
 
@@ -171,10 +172,11 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 for items in batched(frames_and_motion, args.batch_size):
                     frames, motions = zip(*items, strict=True)
-                    # A compiled network is compiled for one batch size (OpenVINO too): the clip's short last batch
-                    # is padded to it with copies of its last frame (dropped again) rather than compiled anew
-                    # (seconds to tens of seconds; benchmarks/compile_last_batch.py).
-                    padded = args.batch_size if args.compile or runtime == "openvino" else len(frames)
+                    # torch.compile compiles for one batch size: the clip's short last batch is padded to it with
+                    # copies of its last frame (dropped again) rather than compiled anew (seconds to tens of
+                    # seconds; benchmarks/compile_last_batch.py). OpenVINO compiles a new size in a fraction of a
+                    # second, less than the padding's frames would cost.
+                    padded = args.batch_size if args.compile else len(frames)
                     # NCHW, contiguous: permute() alone leaves the channels_last layout, slower for the network
                     batch = torch.from_numpy(np.stack(frames + frames[-1:] * (padded - len(frames))))
                     batch = batch.to(device).permute(0, 3, 1, 2).float().contiguous()

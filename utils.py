@@ -28,13 +28,18 @@ class TooLarge(UserError):
     """An image or batch too large for the device (the scripts add which flag renders smaller)."""
 
 
+# PyTorch's (CUDA, the CPU allocator), a C++ std::bad_alloc, and OpenVINO's CPU plugin's (2026.4)
+_OUT_OF_MEMORY = ("out of memory", "not enough memory", "bad_alloc", "Failed to allocate", "Could not allocate memory",
+                  "exceeds PTRDIFF_MAX")
+
+
 def too_large_for_device(exc: BaseException) -> str | None:
     """What `exc` says was too large for the device, or None: its memory (torch.OutOfMemoryError, or the CPU
     allocator's RuntimeError), or, on CUDA, the 32-bit indexing of some kernels (past 2^31 values a tensor)."""
     if isinstance(exc, MemoryError):  # Python's, or a C++ std::bad_alloc (OpenVINO's) as pybind11 raises it
         return "out of memory"
     text = str(exc) if isinstance(exc, RuntimeError) else ""
-    if "out of memory" in text or "not enough memory" in text or "bad_alloc" in text:
+    if any(sign in text for sign in _OUT_OF_MEMORY):
         return "out of memory"
     if "32-bit index" in text:
         return "too large for the device's 32-bit indexing"
@@ -180,26 +185,40 @@ def choose_precision(name: str, device: torch.device) -> str:
 
 
 RUNTIMES = ["auto", "torch", "openvino"]
-# OpenVINO's set-up (the export and a compilation, about 1.4 s on 2 cores) pays for itself from about 1.8
-# megapixels of work (benchmarks/cpu-2core-paths.*: render_image.py on the small bundled photo and on 12 MP)
-OPENVINO_MIN_PIXELS = 2_000_000
+# OpenVINO's set-up pays for itself only with enough work: its export (about a second on 2 cores) and a
+# compilation per image size (a fraction of one), against the time it saves per pixel (docs/performance.md,
+# benchmarks/cpu-2core-paths.*: the bundled small photo and a 12 MP one on both runtimes).
+OPENVINO_EXPORT_PIXELS = 1_500_000  # the work whose saving pays for the export
+OPENVINO_COMPILE_PIXELS = 300_000  # the same, for each size compiled
+
+
+def openvino_installed() -> bool:
+    """openvino and onnx (the network reaches OpenVINO as an ONNX graph, which torch.onnx writes with onnx) import."""
+    try:
+        import onnx  # noqa: F401
+        import openvino  # noqa: F401
+    except Exception:  # missing, or broken (a wheel built against another numpy): PyTorch renders
+        return False
+    return True
 
 
 def choose_runtime(name: str, device: torch.device, precision: str, compile: bool = False,
-                   pixels: int | None = None) -> str:
-    """What runs the network when rendering: `torch`, or `openvino` (style_transfer/openvino_runtime.py).
+                   work: Callable[[], tuple[int, int]] | None = None) -> str:
+    """What runs the network when rendering: `torch`, or `openvino` (style_transfer/openvino_runtime.py); a
+    named one that cannot run is one UserError line, before anything is loaded or written.
 
-    auto: OpenVINO on the CPU where the openvino and onnx packages are installed, in fp32 or bf16, without
-    --compile, and for at least OPENVINO_MIN_PIXELS of work (`pixels`: all the images' or frames'; None: plenty),
-    being several times faster than every PyTorch path on the CPUs measured (docs/performance.md); else PyTorch."""
-    import importlib.util
-
-    # the network reaches OpenVINO as an ONNX graph, which torch.onnx writes with the onnx package
-    installed = all(importlib.util.find_spec(package) is not None for package in ("openvino", "onnx"))
+    auto: OpenVINO on the CPU where openvino and onnx are installed, in fp32 or bf16, without --compile, and
+    for enough work to pay for its set-up: `work()` gives (pixels the network will render, distinct sizes among
+    them); None: plenty. It ran several times faster than every PyTorch path on the CPUs measured
+    (docs/performance.md). Else PyTorch."""
     if name == "auto":
-        fits = device.type == "cpu" and precision in ("fp32", "bf16") and not compile
-        fits = fits and (pixels is None or pixels >= OPENVINO_MIN_PIXELS)
-        return "openvino" if fits and installed else "torch"
+        if device.type != "cpu" or precision not in ("fp32", "bf16") or compile or not openvino_installed():
+            return "torch"
+        if work is not None:
+            pixels, sizes = work()
+            if pixels < OPENVINO_EXPORT_PIXELS + sizes * OPENVINO_COMPILE_PIXELS:
+                return "torch"
+        return "openvino"
     if name == "openvino":
         if device.type != "cpu":
             raise UserError(f"--runtime openvino runs on the CPU, not on {device.type} (add --device cpu)")
@@ -207,7 +226,7 @@ def choose_runtime(name: str, device: torch.device, precision: str, compile: boo
             raise UserError("--compile compiles the PyTorch network: it cannot go with --runtime openvino")
         if precision not in ("fp32", "bf16"):
             raise UserError(f"--runtime openvino runs fp32 or bf16, not --precision {precision}")
-        if not installed:
+        if not openvino_installed():
             raise UserError("--runtime openvino needs the openvino and onnx packages (pip install openvino onnx; "
                             "see requirements.txt)")
     return name

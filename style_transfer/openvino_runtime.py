@@ -5,9 +5,11 @@ native bf16 and in fp32 elsewhere. On the 2-core machines measured it ran the ne
 every PyTorch path (benchmarks/cpu_paths.py, docs/performance.md): its convolutions keep their weights in the
 layout the CPU wants, where PyTorch's eager oneDNN calls re-lay them out at every call.
 
-A conditional network is exported with its mix as a second input, read from the PyTorch network at every call:
-set_style_mix() (--style-mix, --style-schedule, a mix of --style-image pictures) works unchanged. What runs in
-PyTorch instead: tiles (they need the norms to be told the whole image's statistics, tiling.py) and --compile.
+A conditional network is exported with its mix as a second input (one row for all images, or one per image),
+set by set_style_mix() as on the PyTorch network: --style-mix, --style-schedule and mixes of --style-image
+pictures work unchanged. The graph divides each row by its sum; the mixes style_choice.py makes already sum to 1.
+What runs in PyTorch instead: tiles (they need the norms to be told the whole image's statistics, tiling.py) and
+--compile (utils.choose_runtime).
 """
 
 import tempfile
@@ -19,21 +21,9 @@ import torch
 from style_transfer import onnx_export
 from style_transfer.conditional_net import ConditionalTransformerNet
 from transformer_net import TransformerNet
+from utils import UserError
 
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # choose_precision() results OpenVINO runs on the CPU
-
-
-def available() -> bool:
-    """True where the openvino package imports."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def supports(precision: str) -> bool:
-    return precision in _HINTS
 
 
 class OpenVinoNetwork:
@@ -52,7 +42,10 @@ class OpenVinoNetwork:
         graph = onnx_export.export_graph(network, None, style_input=conditional, fp16=False)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "network.onnx"
-            onnx_export.write_onnx(graph, path, self.style_count or 1)
+            try:
+                onnx_export.write_onnx(graph, path, self.style_count or 1)
+            except UserError as exc:
+                raise UserError(f"cannot hand the network to OpenVINO: {exc}; render with --runtime torch") from None
             self.graph = self.core.read_model(str(path))  # read into memory: the file may go
         self.shapes: tuple | None = None
         self.request = None  # compiled for self.shapes: the last size only (a compiled size holds its buffers)
@@ -66,11 +59,15 @@ class OpenVinoNetwork:
         if self.style_mix is not None:
             inputs.append(self.style_mix.numpy())
         shapes = tuple(tuple(x.shape) for x in inputs)
-        if shapes != self.shapes:
-            self.request, self.shapes = None, None
-            self.request, self.shapes = self.compile_for(shapes), shapes
-        self.request.infer(dict(enumerate(inputs)))
-        return torch.from_numpy(np.array(self.request.get_output_tensor(0).data))
+        try:
+            if shapes != self.shapes:
+                self.request, self.shapes = None, None  # the old size's buffers go before the new size's come
+                self.request, self.shapes = self.compile_for(shapes), shapes
+            self.request.infer(dict(enumerate(inputs)))
+            return torch.from_numpy(np.array(self.request.get_output_tensor(0).data))
+        except BaseException:
+            self.request, self.shapes = None, None  # nothing half-made kept (e.g. while tiles take over)
+            raise
 
     def compile_for(self, shapes: tuple) -> object:
         """An infer request compiled for these input shapes (static shapes: OpenVINO's fastest kernels)."""

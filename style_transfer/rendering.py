@@ -37,9 +37,11 @@ def add_render_args(parser: argparse.ArgumentParser) -> None:
                              "CPUs with native bfloat16 (AVX512-BF16, AMX), else fp32 (default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
-                        help="what runs the network: torch (PyTorch), or openvino (the CPU only, fp32 or bf16; "
-                             "tiles still run in PyTorch); auto = openvino on the CPU where the openvino package "
-                             "is installed and --compile is not given, else torch (default: %(default)s)")
+                        help="what runs the network: torch (PyTorch), or openvino (the CPU only, --precision fp32 "
+                             "or bf16, not with --compile; needs the openvino and onnx packages; tiles still run in "
+                             "PyTorch); auto = openvino on the CPU where those are installed, for work of about 2 "
+                             "megapixels or more (less: PyTorch's shorter set-up wins), else torch (default: "
+                             "%(default)s)")
 
 
 def default_batch_size(device: torch.device) -> int:

@@ -235,6 +235,7 @@ def fail_the_network(monkeypatch: pytest.MonkeyPatch, runtime: str, error: BaseE
 
     if runtime == "openvino":
         pytest.importorskip("openvino")
+        pytest.importorskip("onnx")
         from style_transfer import openvino_runtime
 
         monkeypatch.setattr(openvino_runtime.OpenVinoNetwork, "__call__", fail)

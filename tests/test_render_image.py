@@ -255,9 +255,11 @@ def test_a_full_disk_is_one_clear_line_and_leaves_earlier_outputs_untouched(tmp_
     (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
                   "you tried to allocate 21474836480 bytes."), "out of memory"),
     (MemoryError("std::bad_alloc"), "out of memory"),  # a C++ allocation failure, as pybind11 raises it
+    (RuntimeError("Exception from src/plugins/intel_cpu/src/memory_desc/cpu_memory_desc.cpp: Failed to allocate "
+                  "21474836480 bytes of memory"), "out of memory"),  # OpenVINO's CPU plugin
     # CUDA's reflection padding refuses planes past 2^31 values: 35 megapixels and up (seen on an H100)
     (RuntimeError("input tensor must fit into 32-bit index math"), "too large for the device's 32-bit indexing"),
-], ids=["torch.OutOfMemoryError", "CPU allocator", "MemoryError", "CUDA 32-bit indexing"])
+], ids=["torch.OutOfMemoryError", "CPU allocator", "MemoryError", "OpenVINO", "CUDA 32-bit indexing"])
 def test_an_image_too_large_for_the_device_suggests_max_size(tmp_path, model_file, capsys, monkeypatch, error,
                                                              problem, runtime):
     content = write_noise_image(tmp_path / "big.jpg", 30, 50, seed=2)

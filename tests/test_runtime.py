@@ -2,6 +2,7 @@
 with the same results as PyTorch for every kind of model, mix and size, tiles in PyTorch, the choice per machine,
 and one error line for a runtime that cannot run."""
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -69,33 +70,41 @@ def test_the_default_on_the_cpu_is_openvino_in_the_precision_auto_picks():
 
 
 def test_auto_leaves_small_work_to_pytorch_whose_set_up_is_shorter(tmp_path):
-    """OpenVINO's export and compilation cost about a second: below OPENVINO_MIN_PIXELS of work PyTorch is sooner
-    done. render_image.py counts the pixels of all its images at the size it renders them."""
+    """OpenVINO's export and each size's compilation cost time that only enough pixels of work pay back:
+    render_image.py counts its images' pixels at the size the network renders them (--max-size, --stroke-scale)
+    and their distinct sizes, and puts the images in order of size, so that each size is compiled once."""
     cpu = torch.device("cpu")
-    assert utils.choose_runtime("auto", cpu, "bf16", pixels=utils.OPENVINO_MIN_PIXELS) == "openvino"
-    assert utils.choose_runtime("auto", cpu, "bf16", pixels=utils.OPENVINO_MIN_PIXELS - 1) == "torch"
-    assert utils.choose_runtime("openvino", cpu, "bf16", pixels=1) == "openvino"  # asked for: always
-    photos = [write_noise_image(tmp_path / f"p{i}.png", 100, 200, seed=i) for i in range(3)]
+    enough = utils.OPENVINO_EXPORT_PIXELS + utils.OPENVINO_COMPILE_PIXELS
+    assert utils.choose_runtime("auto", cpu, "bf16", work=lambda: (enough, 1)) == "openvino"
+    assert utils.choose_runtime("auto", cpu, "bf16", work=lambda: (enough - 1, 1)) == "torch"
+    assert utils.choose_runtime("auto", cpu, "bf16", work=lambda: (enough, 2)) == "torch"  # two compilations
+    assert utils.choose_runtime("openvino", cpu, "bf16", work=lambda: (1, 1)) == "openvino"  # asked for: always
+    photos = [write_noise_image(tmp_path / f"p{i}.png", 100 + 20 * (i % 2), 200, seed=i) for i in range(3)]
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     pairs = [(p, tmp_path / "out" / p.name) for p in [*photos, tmp_path / "broken.jpg"]]
-    args = render_image.build_parser().parse_args(["--content-path", "x", "--model", "m", "--output-path", "o"])
-    assert render_image.work_pixels(pairs, args) == 3 * 100 * 200
-    args = render_image.build_parser().parse_args(["--content-path", "x", "--model", "m", "--output-path", "o",
-                                                   "--max-size", "100"])
-    assert render_image.work_pixels(pairs, args) == 3 * 50 * 100
+
+    def parsed(*flags: str):
+        return render_image.build_parser().parse_args(["--content-path", "x", "--model", "m", "--output-path", "o",
+                                                       *flags])
+
+    assert render_image.network_sizes(pairs, parsed()) == {photos[0]: (200, 100), photos[1]: (200, 120),
+                                                           photos[2]: (200, 100)}
+    assert render_image.network_sizes(pairs, parsed("--max-size", "100"))[photos[1]] == (100, 60)
+    assert render_image.network_sizes(pairs, parsed("--stroke-scale", "2"))[photos[1]] == (100, 60)
+    in_order = list(pairs)
+    assert render_image.choose_runtime(in_order, parsed("--runtime", "openvino"), cpu, "bf16") == "openvino"
+    assert [p for p, _ in in_order] == [tmp_path / "broken.jpg", photos[0], photos[2], photos[1]]
 
 
 @pytest.mark.parametrize("missing", ["openvino", "onnx"])
 def test_without_openvino_or_onnx_auto_is_pytorch_and_asking_for_openvino_is_one_line(monkeypatch, models, tmp_path,
                                                                                      capsys, missing):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` raises ImportError
     assert utils.choose_runtime("auto", torch.device("cpu"), "bf16") == "torch"
     photo = write_noise_image(tmp_path / "photo.png", 20, 24, seed=1)
     result = run_main_in_process(capsys, render_image.main, "--content-path", photo, "--model-path", models["plain"],
-                                 "--output-path", tmp_path / "out" / "x.png", "--runtime", "openvino")
+                                 "--output-path", tmp_path / "out" / "x.png", "--device", "cpu", "--runtime",
+                                 "openvino")
     assert_clean_failure(result, "--runtime openvino needs the openvino and onnx packages")
     assert not (tmp_path / "out").exists()
 
@@ -156,8 +165,8 @@ def frames_of(path: Path) -> list[np.ndarray]:
 
 
 def test_a_style_schedule_in_batches_renders_alike_on_both_runtimes(models, tmp_path, monkeypatch):
-    """Each frame of a batch of 4 gets its own mix on OpenVINO too (the mix rows are a graph input), and the short
-    last batch (10 frames) is padded rather than compiled anew."""
+    """Each frame of a batch of 4 gets its own mix on OpenVINO too (the mix rows are a graph input); the short last
+    batch (10 frames) is compiled at its own size, not padded (a compilation costs less than two frames)."""
     clip = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (40, 32))
     for i in range(10):
@@ -168,7 +177,7 @@ def test_a_style_schedule_in_batches_renders_alike_on_both_runtimes(models, tmp_
     render_video.main([*common, "--save-name", str(tmp_path / "torch.mp4"), "--runtime", "torch"])
     calls = counting_openvino_calls(monkeypatch)
     render_video.main([*common, "--save-name", str(tmp_path / "openvino.mp4"), "--runtime", "openvino"])
-    assert calls == [(4, 3, 32, 40)] * 3
+    assert calls == [(4, 3, 32, 40)] * 2 + [(2, 3, 32, 40)]
     on_torch, on_openvino = frames_of(tmp_path / "torch.mp4"), frames_of(tmp_path / "openvino.mp4")
     assert len(on_torch) == len(on_openvino) == 10
     assert min(psnr(a, b) for a, b in zip(on_torch, on_openvino, strict=True)) >= 40
