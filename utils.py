@@ -193,13 +193,15 @@ OPENVINO_COMPILE_PIXELS = 300_000  # the same, for each size compiled
 
 
 def openvino_installed() -> bool:
-    """openvino and onnx (the network reaches OpenVINO as an ONNX graph, which torch.onnx writes with onnx) import."""
+    """openvino imports (missing, or broken, e.g. built against another numpy: False) and onnx is there (the network
+    reaches OpenVINO as an ONNX graph, which torch.onnx writes with it; importing onnx itself takes 0.7 s)."""
+    import importlib.util
+
     try:
-        import onnx  # noqa: F401
         import openvino  # noqa: F401
-    except Exception:  # missing, or broken (a wheel built against another numpy): PyTorch renders
+    except Exception:
         return False
-    return True
+    return importlib.util.find_spec("onnx") is not None
 
 
 def choose_runtime(name: str, device: torch.device, precision: str, compile: bool = False,
@@ -212,13 +214,13 @@ def choose_runtime(name: str, device: torch.device, precision: str, compile: boo
     them); None: plenty. It ran several times faster than every PyTorch path on the CPUs measured
     (docs/performance.md). Else PyTorch."""
     if name == "auto":
-        if device.type != "cpu" or precision not in ("fp32", "bf16") or compile or not openvino_installed():
+        if device.type != "cpu" or precision not in ("fp32", "bf16") or compile:
             return "torch"
         if work is not None:
             pixels, sizes = work()
             if pixels < OPENVINO_EXPORT_PIXELS + sizes * OPENVINO_COMPILE_PIXELS:
                 return "torch"
-        return "openvino"
+        return "openvino" if openvino_installed() else "torch"
     if name == "openvino":
         if device.type != "cpu":
             raise UserError(f"--runtime openvino runs on the CPU, not on {device.type} (add --device cpu)")
