@@ -126,7 +126,7 @@ def build_paths(model: torch.nn.Module, frame: torch.Tensor, folder: Path, bf16:
         if _openvino_version():
             builders["OpenVINO bf16"] = lambda: openvino_path(model, folder, "bf16")
         builders.update({
-            "eager bf16 weights (default)": lambda: eager(model, "bf16"),
+            "eager bf16 weights (PyTorch's default)": lambda: eager(model, "bf16"),
             "eager bf16 channels_last": lambda: eager(model, "bf16", channels_last=True),
             "torch.compile bf16": lambda: compiled(model, "bf16"),
             "jit.freeze + optimize_for_inference bf16": lambda: jit_frozen(model, "bf16", frame),
