@@ -9,8 +9,13 @@ W are dynamic, and sizes the network does not take directly (not multiples of 4)
 and cropped back. A conditional model (train.py --conditional) is exported with one style or mix baked in
 (--style, --style-mix; default: its first style), or with --style-input takes the mix as a second input
 `style_mix` (one weight per style, 1 x S or N x S, normalised inside the graph), so that one file mixes at run
-time. The provenance JSON goes beside it (OUT.json). The file is checked with ONNX Runtime against PyTorch
-before it is renamed into place (unless --no-check). See docs/export.md.
+time. An arbitrary-style model (train.py --arbitrary) gives two files: OUT.onnx takes the style as a second input
+`style_params` (the predicted scales and shifts, 1 x P or N x P), and OUT.predictor.onnx makes them from a
+picture (`style_image`, 1 x 3 x H x W in 0-255, its shorter side at the model's style size; the loss network
+inside). The provenance JSON goes beside it (OUT.json). The files are checked with ONNX Runtime against PyTorch
+before they are renamed into place (unless --no-check). See docs/export.md.
+
+    python export.py --model-path models/any-style.pth --output-path any-style.onnx
 """
 
 import argparse
@@ -21,6 +26,7 @@ import torch
 
 import utils
 from style_transfer import model_files, onnx_export, style_choice
+from style_transfer.arbitrary_net import check_loss_network
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,8 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     onnx_export.require_exporter()
     if args.check:
         onnx_export.require_runtime()
-    model = model_files.load_transformer(args.model)
+    model = model_files.load_transformer(args.model, arbitrary=True)
     kind = onnx_export.model_kind(model)
+    if kind == "arbitrary":
+        export_arbitrary(args, model, output, argv)
+        return
     mix = chosen_mix(args, model, kind)
     graph = onnx_export.export_graph(model, mix, args.style_input, args.fp16)
     names = style_choice.style_names(model)
@@ -85,6 +94,50 @@ def main(argv: list[str] | None = None) -> None:
     quality = provenance["check"]
     print(f"wrote {output} ({kind}{', style_mix as an input' if args.style_input else ''}"
           f"{', fp16' if args.fp16 else ''}; opset {onnx_export.OPSET})"
+          + (f"; ONNX Runtime matches PyTorch's fp32 render: {_quality(quality)}" if quality else ""))
+
+
+def export_arbitrary(args: argparse.Namespace, model: torch.nn.Module, output: Path, argv: list[str] | None) -> None:
+    """An arbitrary-style model's two files, the network (style_params an input) and its predictor."""
+    if args.style is not None or args.style_mix is not None:
+        raise utils.UserError(f"--style / --style-mix: {args.model} is an arbitrary-style model, whose styles come "
+                              f"from pictures at run time ({onnx_export.predictor_path(output).name} makes them); to "
+                              "bake pictures in, save them as a conditional model first (render_image.py "
+                              "--style-image A.jpg,B.jpg --save-conditional OUT.pth) and export that")
+    from style_transfer.loss_network import load_loss_network  # torchvision's VGG16: imported only where needed
+
+    loss_network = load_loss_network(model.loss_network)
+    check_loss_network(model, loss_network, model.loss_network, args.model)
+    predictor = onnx_export.predictor_path(output)
+    facts = {"kind": "arbitrary", "style_input": "style_params", "fp16": args.fp16, "opset": onnx_export.OPSET,
+             "predictor": predictor.name, "loss_network": model.loss_network, "style_size": model.style_size}
+    provenance = {"script": "export.py", "command": model_files.command_line("export.py", argv),
+                  "model": str(args.model), "model_provenance": model_files.read_provenance(args.model), **facts,
+                  "input": "input: float32 N x 3 x H x W, RGB in 0-255; N, H, W dynamic; style_params: float32 "
+                           "1 x P or N x P, the predictor's output",
+                  "output": "output: float32 N x 3 x H x W, RGB in 0-255 (clip to 0-255 before saving)",
+                  "predictor_input": f"style_image: float32 1 x 3 x H x W, RGB in 0-255, the shorter side scaled to "
+                                     f"{model.style_size}",
+                  "odd_sizes": "padded inside the graph (replicated edges) to multiples of 4, at least 8, cropped back",
+                  "torch": torch.__version__, "machine": model_files.machine_description(torch.device("cpu"))}
+    with utils.atomic_file(predictor) as predictor_temp, utils.atomic_file(output) as temp:
+        onnx_export.write_predictor(model, loss_network, predictor_temp)
+        onnx_export.add_metadata(predictor_temp, {**facts, "source_model": Path(args.model).name})
+        onnx_export.write_onnx(onnx_export.export_graph(model, None, True, args.fp16), temp, 1)
+        onnx_export.add_metadata(temp, {**facts, "source_model": Path(args.model).name})
+        if args.check:
+            import onnxruntime
+
+            params = onnx_export.check_predictor(predictor_temp, model, loss_network)
+            quality = onnx_export.check_with_runtime(temp, model, None, True, args.fp16, params)
+            provenance["check"] = {"runtime": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
+                                   "shape": list(onnx_export.CHECK_SHAPE),
+                                   "psnr_db": round(quality, 2) if math.isfinite(quality) else None,
+                                   "identical": not math.isfinite(quality), "predictor": "matches PyTorch's"}
+    utils.save_json(provenance, model_files.provenance_path(output))
+    quality = provenance.get("check")
+    print(f"wrote {output} and {predictor} (arbitrary style: style_params as an input, made by the predictor from "
+          f"a picture{'; fp16' if args.fp16 else ''}; opset {onnx_export.OPSET})"
           + (f"; ONNX Runtime matches PyTorch's fp32 render: {_quality(quality)}" if quality else ""))
 
 

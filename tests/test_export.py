@@ -262,7 +262,7 @@ def test_the_docs_example_runs_as_written_without_the_suite(tmp_path, capsys, mo
 
 
 def test_a_kind_of_network_the_exporter_does_not_know_is_refused_in_one_line():
-    """Arbitrary-style networks (and any other subclass) are refused, not exported as if they were plain."""
+    """A subclass it does not know is refused, not exported as if it were plain."""
     from transformer_net import TransformerNet
     from utils import UserError
 
@@ -271,3 +271,58 @@ def test_a_kind_of_network_the_exporter_does_not_know_is_refused_in_one_line():
 
     with pytest.raises(UserError, match="exporting a OtherNet is not supported yet"):
         onnx_export.model_kind(OtherNet())
+
+
+@pytest.fixture(scope="module")
+def arbitrary_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained arbitrary-style model whose predictions differ from picture to picture (a scaled-up head)."""
+    from style_transfer import arbitrary_net, loss_network, model_files
+
+    statistics = arbitrary_net.probe_statistics(loss_network.load_loss_network("offline"))
+    torch.manual_seed(0)
+    model = arbitrary_net.ArbitraryTransformerNet("offline", statistics.shape[1],
+                                                  arbitrary_net.fingerprint_of(statistics), style_size=40)
+    with torch.no_grad():
+        model.predictor.head.weight.mul_(60)
+        model.deconv3.conv2d.weight.mul_(30)  # output around mid-grey, as a trained model's
+        model.deconv3.conv2d.bias.fill_(128)
+    path = tmp_path_factory.mktemp("arbitrary") / "any.pth"
+    model_files.save_model(model, path, {"script": "tests/test_export.py"})
+    return path
+
+
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+def test_an_arbitrary_model_exports_its_network_and_predictor_and_renders_as_render_image(tmp_path, capsys, photos,
+                                                                                        arbitrary_model, fp16):
+    """Two files: the predictor turns a picture into style_params, the network takes them as its second input; the
+    pair renders what render_image.py --style-image renders (fp32 >= 50 dB, fp16 >= 40 dB), and two pictures give
+    two different styles."""
+    from style_transfer import arbitrary_net, image_io
+
+    path = tmp_path / "any.onnx"
+    export_ok(capsys, "--model-path", arbitrary_model, "--output-path", path, *(["--fp16"] if fp16 else []))
+    assert {p.name for p in tmp_path.iterdir()} == {"any.onnx", "any.predictor.onnx", "any.json"}
+    assert json.loads((tmp_path / "any.json").read_text())["predictor"] == "any.predictor.onnx"
+    predictor = onnxruntime.InferenceSession(str(tmp_path / "any.predictor.onnx"), providers=["CPUExecutionProvider"])
+    network = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from PIL import Image
+
+    pictures = [write_noise_image(tmp_path / "noise.png", 50, 64, seed=40), tmp_path / "red.png"]
+    Image.new("RGB", (64, 57), (230, 40, 20)).save(pictures[1])
+    outputs = []
+    for picture in pictures:
+        style = arbitrary_net.style_tensor(image_io.load_rgb(picture), 40).numpy()  # as render_image.py reads it
+        (params,) = predictor.run(None, {"style_image": style})
+        photo = photos[0]
+        (output,) = network.run(None, {"input": load(photo)[None], "style_params": params})
+        expected = reference(capsys, tmp_path, arbitrary_model, photo, "--style-image", str(picture))
+        assert psnr(np.clip(output[0], 0, 255), expected) >= (40 if fp16 else 50)
+        outputs.append(np.clip(output[0], 0, 255))
+    assert psnr(outputs[0], outputs[1]) < 40  # the pictures' styles differ by more than the files' rounding
+
+
+def test_an_arbitrary_model_takes_no_baked_style_in_one_line(tmp_path, capsys, arbitrary_model):
+    result = run_main_in_process(capsys, export.main, "--model-path", arbitrary_model, "--output-path",
+                                 tmp_path / "any.onnx", "--style", "0")
+    assert_clean_failure(result, "is an arbitrary-style model, whose styles come from pictures at run time")
+    assert list(tmp_path.iterdir()) == []
