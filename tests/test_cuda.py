@@ -146,8 +146,9 @@ def test_conditional_and_temporal_training_steps_do_not_wait_for_the_gpu(tmp_pat
 
 @pytest.mark.parametrize("kind", ["arbitrary", "add-style"])
 def test_arbitrary_and_add_style_steps_do_not_wait_for_the_gpu(tmp_path, dataset_dir, style_files, kind):
-    """--arbitrary copies each step's style crops to the GPU (from pinned memory, without a wait); --add-style makes
-    its style row once. Runs of 3 and 6 steps must wait equally often: no wait per step."""
+    """--arbitrary copies each step's style crops to the GPU without a wait (a plain copy from pageable memory waited
+    every step); --add-style makes its style row once. Runs of 3 and 6 steps must wait equally often: no wait per
+    step."""
     base = save_random_conditional_model(tmp_path / "base.pth", ("warm", "cold"))
     styles = style_files[0].parent  # a folder of three style pictures
 
