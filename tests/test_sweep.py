@@ -110,7 +110,10 @@ def test_ctrl_c_stops_the_running_train_at_a_checkpoint_and_a_rerun_resumes_it(t
             "--epochs", "100"]
     args[args.index("--max-steps") + 1] = "60"
     command = [sys.executable, str(ROOT / "sweep.py"), *args]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's SIGINT as a terminal delivers it: a suite started in the background by a shell inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt for it (the sweep ran on to the end)
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoints = tmp_path / "out/runs/learning-rate=1e-3/checkpoints"
     deadline = time.monotonic() + 240
     while not list(checkpoints.glob("*.pth")) and time.monotonic() < deadline and process.poll() is None:
