@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -243,3 +244,22 @@ def fail_the_network(monkeypatch: pytest.MonkeyPatch, runtime: str, error: BaseE
         from transformer_net import TransformerNet
 
         monkeypatch.setattr(TransformerNet, "forward", fail)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A random plain model and a random two-style conditional one (styles warm, cold), saved once per module."""
+    folder = tmp_path_factory.mktemp("models")
+    return {"conditional": save_random_conditional_model(folder / "warm and cold.pth"),
+            "plain": save_random_model(folder / "plain.pth")}
+
+
+def video_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a video, decoded by OpenCV, as H x W x 3 RGB int16 (differences need no casts)."""
+    capture = cv2.VideoCapture(str(path))
+    decoded = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return decoded
+        decoded.append(frame[..., ::-1].astype(np.int16))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_render_video import frames, make_clip
+from test_render_video import make_clip
 
 import distillation
 import render_image
@@ -30,6 +30,7 @@ from conftest import (
     save_random_model,
     train_args,
     train_float64,
+    video_frames,
     write_noise_image,
 )
 
@@ -231,7 +232,7 @@ def test_render_video_on_cuda_matches_the_cpu(tmp_path, model_file, compiled):
     render_video.main([*base, "--save-name", str(tmp_path / "cpu.mp4"), "--device", "cpu", "--precision", "fp32"])
     render_video.main([*base, "--save-name", str(tmp_path / "gpu.mp4"), "--device", "cuda",
                        *(["--compile"] if compiled else [])])
-    on_gpu, on_cpu = frames(tmp_path / "gpu.mp4"), frames(tmp_path / "cpu.mp4")
+    on_gpu, on_cpu = video_frames(tmp_path / "gpu.mp4"), video_frames(tmp_path / "cpu.mp4")
     assert len(on_gpu) == len(on_cpu) == 24
     for gpu_frame, cpu_frame in zip(on_gpu, on_cpu, strict=True):
         assert np.abs(gpu_frame - cpu_frame).mean() < 3  # the same frames through two lossy encodes
@@ -280,7 +281,7 @@ def test_temporal_rendering_on_cuda_matches_the_cpu(tmp_path, model_file):
     base = ["--input", str(clip), "--model", str(model_file), "--temporal"]
     render_video.main([*base, "--save-name", str(tmp_path / "cpu.mp4"), "--device", "cpu", "--precision", "fp32"])
     render_video.main([*base, "--save-name", str(tmp_path / "gpu.mp4"), "--device", "cuda"])
-    on_gpu, on_cpu = frames(tmp_path / "gpu.mp4"), frames(tmp_path / "cpu.mp4")
+    on_gpu, on_cpu = video_frames(tmp_path / "gpu.mp4"), video_frames(tmp_path / "cpu.mp4")
     assert len(on_gpu) == len(on_cpu) == 24
     for gpu_frame, cpu_frame in zip(on_gpu, on_cpu, strict=True):
         assert np.abs(gpu_frame - cpu_frame).mean() < 3

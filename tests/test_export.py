@@ -19,8 +19,6 @@ from conftest import (
     ROOT,
     assert_clean_failure,
     run_main_in_process,
-    save_random_conditional_model,
-    save_random_model,
     write_noise_image,
 )
 from style_transfer import onnx_export
@@ -30,13 +28,6 @@ onnxruntime = pytest.importorskip("onnxruntime")
 # (height, width) of the images each file is run at: one file, several sizes, none of them multiples of 4.
 SIZES = [(13, 17), (5, 3)]
 BATCH_SIZE = (32, 24)  # a batch of two images of this size
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    return {"plain": save_random_model(folder / "plain.pth"),
-            "conditional": save_random_conditional_model(folder / "styles.pth")}
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,9 @@ from conftest import (
     run_main_in_process,
     run_script,
 )
+from conftest import (
+    video_frames as frames,
+)
 from style_transfer import optical_flow, rendering, video_io
 from transformer_net import TransformerNet
 from utils import UserError
@@ -45,16 +48,6 @@ def streams(path: Path) -> str:
 def duration(path: Path) -> float:
     hours, minutes, seconds = re.search(r"Duration: (\d+):(\d+):([\d.]+)", streams(path)).groups()
     return 3600 * int(hours) + 60 * int(minutes) + float(seconds)
-
-
-def frames(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    decoded = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return decoded
-        decoded.append(frame[..., ::-1].astype(np.int16))
 
 
 def fps(path: Path) -> float:

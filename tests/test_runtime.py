@@ -18,21 +18,13 @@ from conftest import (
     assert_clean_failure,
     files_under,
     run_main_in_process,
-    save_random_conditional_model,
-    save_random_model,
+    video_frames,
     write_noise_image,
 )
 from style_transfer import openvino_runtime
 
 pytest.importorskip("openvino")
 pytest.importorskip("onnx")
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    return {"conditional": save_random_conditional_model(folder / "warm and cold.pth"),
-            "plain": save_random_model(folder / "plain.pth")}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -154,16 +146,6 @@ def test_tiles_run_in_pytorch_whatever_the_runtime(models, tmp_path, monkeypatch
     assert np.array_equal(tiled, rendered(tmp_path, models["plain"], photo, "--tile", "128", "--runtime", "torch"))
 
 
-def frames_of(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames
-        frames.append(frame)
-
-
 def test_a_style_schedule_in_batches_renders_alike_on_both_runtimes(models, tmp_path, monkeypatch):
     """Each frame of a batch of 4 gets its own mix on OpenVINO too (the mix rows are a graph input); the short last
     batch (10 frames) is compiled at its own size, not padded (a compilation costs less than two frames)."""
@@ -178,7 +160,7 @@ def test_a_style_schedule_in_batches_renders_alike_on_both_runtimes(models, tmp_
     calls = counting_openvino_calls(monkeypatch)
     render_video.main([*common, "--save-name", str(tmp_path / "openvino.mp4"), "--runtime", "openvino"])
     assert calls == [(4, 3, 32, 40)] * 2 + [(2, 3, 32, 40)]
-    on_torch, on_openvino = frames_of(tmp_path / "torch.mp4"), frames_of(tmp_path / "openvino.mp4")
+    on_torch, on_openvino = video_frames(tmp_path / "torch.mp4"), video_frames(tmp_path / "openvino.mp4")
     assert len(on_torch) == len(on_openvino) == 10
     assert min(psnr(a, b) for a, b in zip(on_torch, on_openvino, strict=True)) >= 40
     assert psnr(on_openvino[0], on_openvino[-1]) < 30  # the schedule morphs

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from test_render_video import FFMPEG, frames
+from test_render_video import FFMPEG
 
 import render_image
 import render_video
@@ -18,6 +18,7 @@ from conftest import (
     run_main_in_process,
     save_random_conditional_model,
     save_random_model,
+    video_frames,
     write_noise_image,
 )
 from style_transfer import rendering, stroke_scale
@@ -114,7 +115,7 @@ def test_a_video_renders_with_larger_strokes_and_temporal_blending(files, tmp_pa
         output = tmp_path / f"s{scale}.mp4"
         render_video.main(["--input", str(clip), "--model", str(files["model"]), "--save-name", str(output),
                            "--precision", "fp32", "--stroke-scale", str(scale), "--temporal"])
-        outputs[scale] = frames(output)
+        outputs[scale] = video_frames(output)
     assert len(outputs[1]) == len(outputs[2]) == 8 and outputs[2][0].shape == (48, 64, 3)
     assert np.abs(outputs[1][4] - outputs[2][4]).mean() > 2
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import imageio_ffmpeg
 import make_figures
 import numpy as np
@@ -23,18 +22,12 @@ from conftest import (
     files_under,
     run_main_in_process,
     run_script,
-    save_random_conditional_model,
-    save_random_model,
     write_noise_image,
 )
+from conftest import (
+    video_frames as frames,
+)
 from style_transfer import style_choice
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    return {"conditional": save_random_conditional_model(folder / "warm and cold.pth"),
-            "plain": save_random_model(folder / "plain.pth")}
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +115,6 @@ def make_clip(path: Path) -> Path:
                     "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-y", str(path)], check=True,
                    stdin=subprocess.DEVNULL)
     return path
-
-
-def frames(path: Path) -> list[np.ndarray]:
-    capture, decoded = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return decoded
-        decoded.append(frame.astype(np.float64))
 
 
 @pytest.fixture(scope="module")
