@@ -64,6 +64,24 @@ def test_mixing_embeddings_is_mixing_the_predicted_scales_and_shifts():
     torch.testing.assert_close(mixed_embedding, mixed_params)
 
 
+def test_training_under_autocast_predicts_the_scales_and_shifts_in_fp32_as_rendering_does():
+    """A bf16 run conditions the network on the prediction rendering makes: a bf16 head rounded the scales, which
+    sit near 1, to steps of 0.008, and hid every difference between styles smaller than that."""
+    torch.manual_seed(0)
+    model = ArbitraryTransformerNet("offline", 12, [0.0] * 8)
+    statistics = torch.rand(2, 12)
+    seen = []
+    model.norms[0].register_forward_hook(lambda norm, args, output: seen.append(norm.given))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.rand(2, 3, 16, 16) * 255, statistics)
+    scale, shift = seen[0]
+    assert scale.dtype == shift.dtype == torch.float32
+    with torch.no_grad():
+        expected_scale, expected_shift = model.split(model.predictor(statistics))[0]
+    torch.testing.assert_close(scale, expected_scale)
+    torch.testing.assert_close(shift, expected_shift)
+
+
 def test_the_model_file_holds_transformer_predictor_and_loss_network_and_loads_with_weights_only(arbitrary_model):
     raw = torch.load(arbitrary_model, weights_only=True)
     assert raw["arbitrary"]["loss_network"] == "offline"
