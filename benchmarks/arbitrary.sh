@@ -4,13 +4,16 @@
 #              on), frozen into a conditional model outside the repository, measured by benchmarks/style_metrics.py;
 #   dedicated  the same pictures: its style loss against a dedicated model trained on each picture with its own
 #              steps, crops, size, batch and learning rate (made in DEDICATED_DIR, outside git, when missing;
-#              about 15 minutes each for 3000 steps on 2 quiet cores), by benchmarks/unseen_style_loss.py;
+#              about 15 minutes each for 3000 steps on 2 quiet cores), and against each picture added to it by
+#              --add-style in ADD_STEPS steps (where the gap lies), by benchmarks/unseen_style_loss.py;
+#   scaling    the same comparison after SCALING_STEPS (1000) steps, the arbitrary and the dedicated models trained
+#              with that many into data/ when missing: how the ratio moves with training steps;
 #   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
 #              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
 #              one after the other, so that steps and time compare within one run;
 #   render     rendering with --style-image against a conditional model at 1280x720 (benchmarks/arbitrary_render.py).
 # Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv,log},
-# dedicated-stained-glass.{json,csv}, any-style-render.json.
+# dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
@@ -21,9 +24,10 @@ ADD_STEPS="${ADD_STEPS:-180}"
 # --add-style trains 3,200 numbers: a far higher rate than a whole network's pays (benchmarks/add-style-
 # learning-rates.log: the style loss after 180 steps at 2e-3, 1e-2, 4e-2 and 1e-1; chosen on this measurement)
 ADD_LEARNING_RATE="${ADD_LEARNING_RATE:-1e-1}"
+SCALING_STEPS="${SCALING_STEPS:-1000}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-ONLY="${ONLY:-unseen dedicated add-style render}"
+ONLY="${ONLY:-unseen dedicated add-style render scaling}"
 if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
 # the settings of models/any-style.pth and of the bundled dedicated models (tools/make_demo_models.sh)
 recipe=(--datapath "$DATAPATH" --image-size 128 --batch-size 2 --learning-rate 2e-3 --epochs 100000 --seed 0
@@ -35,22 +39,43 @@ if [[ " $ONLY " == *" unseen "* ]]; then
         --output-path "$WORK/coffee.png" --max-size 64 --style-image "$unseen" --save-conditional "$WORK/unseen.pth"
     "$PYTHON" benchmarks/style_metrics.py --models "$WORK/unseen.pth" --max-size 256 --json benchmarks/any-style-unseen.json
 fi
-if [[ " $ONLY " == *" dedicated "* ]]; then
-    steps=$("$PYTHON" -c 'import json; print(json.load(open("models/any-style.json"))["steps"])')
-    mkdir -p "$DEDICATED_DIR"
+# dedicated MODEL STEPS DIR: a dedicated model on each picture of UNSEEN_DIR with STEPS steps in DIR (kept, made when
+# missing), each picture added to MODEL by --add-style in ADD_STEPS steps (in $WORK), and the comparison: JSON to stdout.
+dedicated() {
+    local model=$1 steps=$2 dir=$3 json=$4 picture name made
+    mkdir -p "$dir" "$WORK/added"
     for picture in "$UNSEEN_DIR"/*.jpg; do
         name=$(basename "${picture%.*}")
         made=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1])).get('steps'))" \
-            "$DEDICATED_DIR/$name.json" 2>/dev/null || echo none)
+            "$dir/$name.json" 2>/dev/null || echo none)
         if [ "$made" != "$steps" ]; then
             "$PYTHON" train.py --stylepath "$picture" --style-size 256 "${recipe[@]}" --max-steps "$steps" \
-                --log-dir "$DEDICATED_DIR/logs" --checkpoint-dir "$WORK/checkpoints-$name" \
-                --save-dir "$DEDICATED_DIR" --savename "$name.pth"
+                --log-dir "$dir/logs" --checkpoint-dir "$WORK/checkpoints-$name" \
+                --save-dir "$dir" --savename "$name.pth"
         fi
+        "$PYTHON" train.py --add-style "$picture" --init-from "$model" --style-size 256 "${recipe[@]}" \
+            --learning-rate "$ADD_LEARNING_RATE" --max-steps "$ADD_STEPS" --log-dir "$WORK/logs" \
+            --checkpoint-dir "$WORK/checkpoints-added-$name" --save-dir "$WORK/added" --savename "$name.pth"
     done
-    "$PYTHON" benchmarks/unseen_style_loss.py --arbitrary models/any-style.pth --dedicated "$DEDICATED_DIR" \
-        --styles "$(ls "$UNSEEN_DIR"/*.jpg | paste -sd, -)" --datapath "$DATAPATH" \
-        --json benchmarks/any-style-vs-dedicated.json
+    "$PYTHON" benchmarks/unseen_style_loss.py --arbitrary "$model" --dedicated "$dir" --added "$WORK/added" \
+        --styles "$(ls "$UNSEEN_DIR"/*.jpg | paste -sd, -)" --datapath "$DATAPATH" --json "$json"
+}
+if [[ " $ONLY " == *" dedicated "* ]]; then
+    steps=$("$PYTHON" -c 'import json; print(json.load(open("models/any-style.json"))["steps"])')
+    dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json
+fi
+if [[ " $ONLY " == *" scaling "* ]]; then
+    small="data/any-style-$SCALING_STEPS"  # models/any-style.pth's recipe (tools/make_demo_models.sh), fewer steps
+    made=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1])).get('steps'))" \
+        "$small/any-style.json" 2>/dev/null || echo none)
+    if [ "$made" != "$SCALING_STEPS" ]; then
+        if [ ! -d data/style-set ]; then "$PYTHON" tools/make_style_set.py --output data/style-set --count 300 --size 192; fi
+        "$PYTHON" train.py "${recipe[@]}" --precision auto --save-fp16 --arbitrary --style-dir data/style-set \
+            --max-steps "$SCALING_STEPS" --log-dir "$small/logs" --checkpoint-dir "$WORK/checkpoints-small" \
+            --save-dir "$small" --savename any-style.pth
+    fi
+    dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS" \
+        "benchmarks/any-style-vs-dedicated-$SCALING_STEPS.json"
 fi
 if [[ " $ONLY " == *" add-style "* ]]; then
     # logged every 20 steps, so that both runs' last rows are means of 20 steps (180 = 9 x 20, 900 = 45 x 20)

@@ -11,6 +11,11 @@ Both are scored with the quantities train.py minimises, over the same crops, in 
 against the picture's Gram matrices at --style-size (the dedicated model's own target: the whole picture, where the
 arbitrary model trained on random crops) and the weighted content loss. The ratio arbitrary / dedicated is the
 figure of issue 23 (target <= 1.5).
+
+With --added DIR, a third model per picture: --added/<picture stem>.pth, the arbitrary model with the picture added
+by train.py --add-style (its norms trained from the prediction, the convolutions frozen; benchmarks/arbitrary.sh
+makes them), scored in its last style. It tells where the gap lies: in the predictor (the added model comes close
+to the dedicated one) or in the shared convolutions (it does not).
 """
 
 import json
@@ -26,6 +31,7 @@ sys.path.insert(0, str(ROOT))  # the suite's modules live at the top level
 import utils
 from style_transfer import image_io, loss_network, model_files
 from style_transfer.arbitrary_net import ArbitraryTransformerNet, check_loss_network, predict
+from style_transfer.conditional_net import ConditionalTransformerNet, one_hot
 from style_transfer.training_data import ImageFolderDataset
 from vgg import content_loss, gram_matrix, style_loss
 
@@ -46,6 +52,22 @@ def losses(render, vgg: torch.nn.Module, photos: ImageFolderDataset, grams: list
             weights["content_weight"] * content_total / len(photos))
 
 
+def added_row(path: Path, vgg: torch.nn.Module, photos: ImageFolderDataset, grams: list[torch.Tensor],
+              weights: dict) -> dict:
+    """The losses of an --add-style model in its last style (the added one), and its steps."""
+    added = model_files.load_transformer(utils.require_file(path, "--added"))
+    if not isinstance(added, ConditionalTransformerNet):
+        raise utils.UserError(f"--added: {path} is not a conditional model made by train.py --add-style")
+    mix = one_hot(torch.tensor([len(added.style_names) - 1]), len(added.style_names))
+    style, content = losses(lambda x: added(x, mix), vgg, photos, grams, weights)
+    steps = json.loads(model_files.provenance_path(path).read_text()).get("steps")
+    return {"added_style_loss": style, "added_content_loss": content, "added_steps": steps}
+
+
+def geometric_mean(values: list[float]) -> float:
+    return float(np.exp(np.mean(np.log(values))))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--arbitrary", required=True, metavar="MODEL", help="the arbitrary-style model")
@@ -53,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the pictures to measure, separated by commas (pictures the model never saw)")
     parser.add_argument("--dedicated", required=True, metavar="DIR",
                         help="folder holding <picture stem>.pth, a dedicated model for each picture")
+    parser.add_argument("--added", default=None, metavar="DIR",
+                        help="folder holding <picture stem>.pth, the arbitrary model with that picture added by "
+                             "train.py --add-style, scored as a third column (default: none)")
     parser.add_argument("--datapath", default=str(ROOT / "data/demo-crops"),
                         help="the photos both are scored on (default: %(default)s)")
     parser.add_argument("--image-size", type=utils.positive_int, default=128,
@@ -84,26 +109,37 @@ def main(argv: list[str] | None = None) -> None:
                                                     photos, grams, provenance)
         dedicated_style, dedicated_content = losses(dedicated, vgg, photos, grams, provenance)
         dedicated_steps = json.loads(model_files.provenance_path(dedicated_path).read_text()).get("steps")
-        rows.append({"style": picture.name, "arbitrary_style_loss": arbitrary_style,
-                     "dedicated_style_loss": dedicated_style, "ratio": arbitrary_style / dedicated_style,
-                     "arbitrary_content_loss": arbitrary_content, "dedicated_content_loss": dedicated_content,
-                     "dedicated_steps": dedicated_steps})
+        row = {"style": picture.name, "arbitrary_style_loss": arbitrary_style,
+               "dedicated_style_loss": dedicated_style, "ratio": arbitrary_style / dedicated_style,
+               "arbitrary_content_loss": arbitrary_content, "dedicated_content_loss": dedicated_content,
+               "dedicated_steps": dedicated_steps}
+        if args.added:
+            row.update(added_row(Path(args.added) / f"{picture.stem}.pth", vgg, photos, grams, provenance))
+            row["added_ratio"] = row["added_style_loss"] / dedicated_style
+        rows.append(row)
     print(f"{len(photos)} photos of {args.datapath} at {args.image_size} px; arbitrary model "
           f"{args.arbitrary} ({provenance.get('steps')} steps); weighted losses as train.py's")
+    added = " style loss, --add-style | its ratio |" if args.added else ""
     print("| picture | style loss, arbitrary | style loss, dedicated | ratio | content loss, arbitrary | "
-          "content loss, dedicated | dedicated steps |")
-    print("|---|---|---|---|---|---|---|")
+          f"content loss, dedicated | dedicated steps |{added}")
+    print("|---|---|---|---|---|---|---|" + "---|---|" * bool(args.added))
     for row in rows:
+        added = f" {row['added_style_loss']:.1f} ({row['added_steps']} steps) | {row['added_ratio']:.2f} |" \
+            if args.added else ""
         print(f"| {row['style']} | {row['arbitrary_style_loss']:.1f} | {row['dedicated_style_loss']:.1f} | "
               f"{row['ratio']:.2f} | {row['arbitrary_content_loss']:.1f} | {row['dedicated_content_loss']:.1f} | "
-              f"{row['dedicated_steps']} |")
-    geometric = float(np.exp(np.mean(np.log([row["ratio"] for row in rows]))))
+              f"{row['dedicated_steps']} |{added}")
+    geometric = geometric_mean([row["ratio"] for row in rows])
     print(f"ratio: geometric mean {geometric:.2f}, largest {max(row['ratio'] for row in rows):.2f}")
+    added_geometric = geometric_mean([row["added_ratio"] for row in rows]) if args.added else None
+    if args.added:
+        print(f"--add-style ratio: geometric mean {added_geometric:.2f}")
     if args.json:
         utils.save_json({"command": model_files.command_line("benchmarks/unseen_style_loss.py", argv),
                          "machine": model_files.machine_description(torch.device("cpu")),
                          "arbitrary_steps": provenance.get("steps"), "photos": len(photos),
-                         "geometric_mean_ratio": geometric, "rows": rows}, args.json)
+                         "geometric_mean_ratio": geometric, "added_geometric_mean_ratio": added_geometric,
+                         "rows": rows}, args.json)
         print(f"wrote {args.json}")
 
 
