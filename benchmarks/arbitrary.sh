@@ -39,25 +39,25 @@ if [[ " $ONLY " == *" unseen "* ]]; then
         --output-path "$WORK/coffee.png" --max-size 64 --style-image "$unseen" --save-conditional "$WORK/unseen.pth"
     "$PYTHON" benchmarks/style_metrics.py --models "$WORK/unseen.pth" --max-size 256 --json benchmarks/any-style-unseen.json
 fi
-# dedicated MODEL STEPS DIR: a dedicated model on each picture of UNSEEN_DIR with STEPS steps in DIR (kept, made when
-# missing), each picture added to MODEL by --add-style in ADD_STEPS steps (in $WORK), and the comparison: JSON to stdout.
+steps_of() { "$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1])).get('steps'))" "$1" 2>/dev/null || echo none; }
+# dedicated MODEL STEPS DIR JSON: a dedicated model on each picture of UNSEEN_DIR with STEPS steps in DIR (kept, made
+# when missing), each picture added to MODEL by --add-style in ADD_STEPS steps (in $WORK), and the comparison: its
+# table to stdout, its figures to JSON.
 dedicated() {
-    local model=$1 steps=$2 dir=$3 json=$4 picture name made
-    mkdir -p "$dir" "$WORK/added"
+    local model=$1 steps=$2 dir=$3 json=$4 added="$WORK/added-$2" picture name
+    mkdir -p "$dir" "$added"
     for picture in "$UNSEEN_DIR"/*.jpg; do
         name=$(basename "${picture%.*}")
-        made=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1])).get('steps'))" \
-            "$dir/$name.json" 2>/dev/null || echo none)
-        if [ "$made" != "$steps" ]; then
+        if [ "$(steps_of "$dir/$name.json")" != "$steps" ] || [ ! -f "$dir/$name.pth" ]; then
             "$PYTHON" train.py --stylepath "$picture" --style-size 256 "${recipe[@]}" --max-steps "$steps" \
                 --log-dir "$dir/logs" --checkpoint-dir "$WORK/checkpoints-$name" \
                 --save-dir "$dir" --savename "$name.pth"
         fi
         "$PYTHON" train.py --add-style "$picture" --init-from "$model" --style-size 256 "${recipe[@]}" \
-            --learning-rate "$ADD_LEARNING_RATE" --max-steps "$ADD_STEPS" --log-dir "$WORK/logs" \
-            --checkpoint-dir "$WORK/checkpoints-added-$name" --save-dir "$WORK/added" --savename "$name.pth"
+            --learning-rate "$ADD_LEARNING_RATE" --max-steps "$ADD_STEPS" --log-dir "$added/logs" \
+            --checkpoint-dir "$added/checkpoints-$name" --save-dir "$added" --savename "$name.pth"
     done
-    "$PYTHON" benchmarks/unseen_style_loss.py --arbitrary "$model" --dedicated "$dir" --added "$WORK/added" \
+    "$PYTHON" benchmarks/unseen_style_loss.py --arbitrary "$model" --dedicated "$dir" --added "$added" \
         --styles "$(ls "$UNSEEN_DIR"/*.jpg | paste -sd, -)" --datapath "$DATAPATH" --json "$json"
 }
 if [[ " $ONLY " == *" dedicated "* ]]; then
@@ -65,11 +65,12 @@ if [[ " $ONLY " == *" dedicated "* ]]; then
     dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json
 fi
 if [[ " $ONLY " == *" scaling "* ]]; then
-    small="data/any-style-$SCALING_STEPS"  # models/any-style.pth's recipe (tools/make_demo_models.sh), fewer steps
-    made=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1])).get('steps'))" \
-        "$small/any-style.json" 2>/dev/null || echo none)
-    if [ "$made" != "$SCALING_STEPS" ]; then
-        if [ ! -d data/style-set ]; then "$PYTHON" tools/make_style_set.py --output data/style-set --count 300 --size 192; fi
+    # models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU), fewer steps
+    small="data/any-style-$SCALING_STEPS"
+    if [ "$(steps_of "$small/any-style.json")" != "$SCALING_STEPS" ] || [ ! -f "$small/any-style.pth" ]; then
+        if [ ! -d data/style-set ]; then
+            "$PYTHON" tools/make_style_set.py --output data/style-set --count 300 --size 192  # as make_demo_models.sh
+        fi
         "$PYTHON" train.py "${recipe[@]}" --precision auto --save-fp16 --arbitrary --style-dir data/style-set \
             --max-steps "$SCALING_STEPS" --log-dir "$small/logs" --checkpoint-dir "$WORK/checkpoints-small" \
             --save-dir "$small" --savename any-style.pth

@@ -56,15 +56,17 @@ def added_row(path: Path, vgg: torch.nn.Module, photos: ImageFolderDataset, gram
               weights: dict) -> dict:
     """The losses of an --add-style model in its last style (the added one), and its steps."""
     added = model_files.load_transformer(utils.require_file(path, "--added"))
-    if not isinstance(added, ConditionalTransformerNet):
-        raise utils.UserError(f"--added: {path} is not a conditional model made by train.py --add-style")
-    mix = one_hot(torch.tensor([len(added.style_names) - 1]), len(added.style_names))
+    provenance = json.loads(model_files.provenance_path(path).read_text())
+    if not isinstance(added, ConditionalTransformerNet) or provenance.get("method") != "add-style":
+        raise utils.UserError(f"--added: {path} is not a model made by train.py --add-style")
+    mix = one_hot(torch.tensor([len(added.style_names) - 1]), len(added.style_names))  # the added style is last
     style, content = losses(lambda x: added(x, mix), vgg, photos, grams, weights)
-    steps = json.loads(model_files.provenance_path(path).read_text()).get("steps")
+    steps = provenance.get("steps")
     return {"added_style_loss": style, "added_content_loss": content, "added_steps": steps}
 
 
 def geometric_mean(values: list[float]) -> float:
+    """The mean of ratios: 2x and 0.5x average to 1x."""
     return float(np.exp(np.mean(np.log(values))))
 
 

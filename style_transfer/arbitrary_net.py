@@ -128,8 +128,9 @@ class ArbitraryTransformerNet(TransformerNet):
         if style_params is None:
             if style_statistics is None:
                 raise ValueError("give style_statistics or style_params")
-            # fp32 also under a bf16/fp16 autocast (training): the scales sit near 1, where bf16's steps are 0.008,
-            # and rendering predicts in fp32 (predict)
+            # fp32 also under a bf16/fp16 autocast (training), as predict() computes it for rendering: the
+            # predictor's layers and their gradients. The scales still act at the activations' precision (below),
+            # as a conditional model's do when it renders in bf16.
             with torch.autocast(x.device.type, enabled=False):
                 style_params = self.predictor(style_statistics.float())
         for norm, given in zip(self.norms, self.split(style_params), strict=True):

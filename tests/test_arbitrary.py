@@ -65,8 +65,8 @@ def test_mixing_embeddings_is_mixing_the_predicted_scales_and_shifts():
 
 
 def test_training_under_autocast_predicts_the_scales_and_shifts_in_fp32_as_rendering_does():
-    """A bf16 run conditions the network on the prediction rendering makes: a bf16 head rounded the scales, which
-    sit near 1, to steps of 0.008, and hid every difference between styles smaller than that."""
+    """A bf16 run conditions the network on the prediction rendering computes (predict, in fp32): the predictor's
+    layers ran in bf16 before. (The scales then act at the activations' precision, as a conditional model's do.)"""
     torch.manual_seed(0)
     model = ArbitraryTransformerNet("offline", 12, [0.0] * 8)
     statistics = torch.rand(2, 12)
