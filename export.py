@@ -80,21 +80,27 @@ def main(argv: list[str] | None = None) -> None:
     facts = {"kind": kind, "style_names": names if kind == "conditional" else None,
              "style_mix": None if args.style_input else mix, "style_input": args.style_input,
              "fp16": args.fp16, "opset": onnx_export.OPSET}
-    provenance = {"script": "export.py", "command": model_files.command_line("export.py", argv),
-                  "model": str(args.model), "model_provenance": model_files.read_provenance(args.model), **facts,
-                  "input": "input: float32 N x 3 x H x W, RGB in 0-255; N, H, W dynamic",
-                  "output": "output: float32 N x 3 x H x W, RGB in 0-255 (clip to 0-255 before saving)",
-                  "odd_sizes": "padded inside the graph (replicated edges) to multiples of 4, at least 8, cropped back",
-                  "torch": torch.__version__, "machine": model_files.machine_description(torch.device("cpu"))}
+    provenance = base_provenance(args, argv, facts, "input: float32 N x 3 x H x W, RGB in 0-255; N, H, W dynamic")
     with utils.atomic_file(output) as temp:  # renamed into place only once written and checked
         onnx_export.write_onnx(graph, temp, len(names))
         onnx_export.add_metadata(temp, {**facts, "source_model": Path(args.model).name})
         provenance["check"] = check(args, temp, model, mix)
     utils.save_json(provenance, model_files.provenance_path(output))
-    quality = provenance["check"]
-    print(f"wrote {output} ({kind}{', style_mix as an input' if args.style_input else ''}"
-          f"{', fp16' if args.fp16 else ''}; opset {onnx_export.OPSET})"
-          + (f"; ONNX Runtime matches PyTorch's fp32 render: {_quality(quality)}" if quality else ""))
+    report(f"wrote {output} ({kind}{', style_mix as an input' if args.style_input else ''}"
+           f"{', fp16' if args.fp16 else ''}; opset {onnx_export.OPSET})", provenance["check"])
+
+
+def base_provenance(args: argparse.Namespace, argv: list[str] | None, facts: dict, inputs: str) -> dict:
+    """What every exported file's JSON records: the command, the source model, the graph's facts and contract."""
+    return {"script": "export.py", "command": model_files.command_line("export.py", argv),
+            "model": str(args.model), "model_provenance": model_files.read_provenance(args.model), **facts,
+            "input": inputs, "output": "output: float32 N x 3 x H x W, RGB in 0-255 (clip to 0-255 before saving)",
+            "odd_sizes": "padded inside the graph (replicated edges) to multiples of 4, at least 8, cropped back",
+            "torch": torch.__version__, "machine": model_files.machine_description(torch.device("cpu"))}
+
+
+def report(line: str, check_result: dict | None) -> None:
+    print(line + (f"; ONNX Runtime matches PyTorch's fp32 render: {_quality(check_result)}" if check_result else ""))
 
 
 def export_arbitrary(args: argparse.Namespace, model: torch.nn.Module, output: Path, argv: list[str] | None) -> None:
@@ -111,34 +117,21 @@ def export_arbitrary(args: argparse.Namespace, model: torch.nn.Module, output: P
     predictor = onnx_export.predictor_path(output)
     facts = {"kind": "arbitrary", "style_input": "style_params", "fp16": args.fp16, "opset": onnx_export.OPSET,
              "predictor": predictor.name, "loss_network": model.loss_network, "style_size": model.style_size}
-    provenance = {"script": "export.py", "command": model_files.command_line("export.py", argv),
-                  "model": str(args.model), "model_provenance": model_files.read_provenance(args.model), **facts,
-                  "input": "input: float32 N x 3 x H x W, RGB in 0-255; N, H, W dynamic; style_params: float32 "
-                           "1 x P or N x P, the predictor's output",
-                  "output": "output: float32 N x 3 x H x W, RGB in 0-255 (clip to 0-255 before saving)",
-                  "predictor_input": f"style_image: float32 1 x 3 x H x W, RGB in 0-255, the shorter side scaled to "
-                                     f"{model.style_size}",
-                  "odd_sizes": "padded inside the graph (replicated edges) to multiples of 4, at least 8, cropped back",
-                  "torch": torch.__version__, "machine": model_files.machine_description(torch.device("cpu"))}
+    provenance = base_provenance(args, argv, facts, inputs="input: float32 N x 3 x H x W, RGB in 0-255; N, H, W "
+                                 "dynamic; style_params: float32 1 x P or N x P, the predictor's output")
+    provenance["predictor_input"] = (f"style_image: float32 1 x 3 x H x W, RGB in 0-255, the shorter side scaled to "
+                                     f"{model.style_size}")
     with utils.atomic_file(predictor) as predictor_temp, utils.atomic_file(output) as temp:
         onnx_export.write_predictor(model, loss_network, predictor_temp)
         onnx_export.add_metadata(predictor_temp, {**facts, "source_model": Path(args.model).name})
         onnx_export.write_onnx(onnx_export.export_graph(model, None, True, args.fp16), temp, 1)
         onnx_export.add_metadata(temp, {**facts, "source_model": Path(args.model).name})
         if args.check:
-            import onnxruntime
-
             params = onnx_export.check_predictor(predictor_temp, model, loss_network)
-            quality = onnx_export.check_with_runtime(temp, model, None, True, args.fp16, params)
-            provenance["check"] = {"runtime": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
-                                   "shape": list(onnx_export.CHECK_SHAPE),
-                                   "psnr_db": round(quality, 2) if math.isfinite(quality) else None,
-                                   "identical": not math.isfinite(quality), "predictor": "matches PyTorch's"}
+            provenance["check"] = {**check(args, temp, model, None, params), "predictor": "matches PyTorch's"}
     utils.save_json(provenance, model_files.provenance_path(output))
-    quality = provenance.get("check")
-    print(f"wrote {output} and {predictor} (arbitrary style: style_params as an input, made by the predictor from "
-          f"a picture{'; fp16' if args.fp16 else ''}; opset {onnx_export.OPSET})"
-          + (f"; ONNX Runtime matches PyTorch's fp32 render: {_quality(quality)}" if quality else ""))
+    report(f"wrote {output} and {predictor} (arbitrary style: style_params as an input, made by the predictor from "
+           f"a picture{'; fp16' if args.fp16 else ''}; opset {onnx_export.OPSET})", provenance.get("check"))
 
 
 def _quality(check: dict) -> str:
@@ -158,12 +151,16 @@ def chosen_mix(args: argparse.Namespace, model: torch.nn.Module, kind: str) -> l
     return None
 
 
-def check(args: argparse.Namespace, path: Path, model: torch.nn.Module, mix: list[float] | None) -> dict | None:
+def check(args: argparse.Namespace, path: Path, model: torch.nn.Module, mix: list[float] | None,
+          style_params: torch.Tensor | None = None) -> dict | None:
+    """ONNX Runtime against PyTorch on the written file (None with --no-check); an arbitrary model with the
+    predicted `style_params`."""
     if not args.check:
         return None
     import onnxruntime
 
-    quality = onnx_export.check_with_runtime(path, model, mix, args.style_input, args.fp16)
+    style_input = args.style_input or style_params is not None
+    quality = onnx_export.check_with_runtime(path, model, mix, style_input, args.fp16, style_params)
     return {"runtime": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
             "shape": list(onnx_export.CHECK_SHAPE), "psnr_db": round(quality, 2) if math.isfinite(quality) else None,
             "identical": not math.isfinite(quality)}
