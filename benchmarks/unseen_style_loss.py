@@ -18,7 +18,6 @@ makes them), scored in its last style. It tells where the gap lies: in the predi
 to the dedicated one) or in the shared convolutions (it does not).
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -56,7 +55,7 @@ def added_row(path: Path, vgg: torch.nn.Module, photos: ImageFolderDataset, gram
               weights: dict) -> dict:
     """The losses of an --add-style model in its last style (the added one), and its steps."""
     added = model_files.load_transformer(utils.require_file(path, "--added"))
-    provenance = json.loads(model_files.provenance_path(path).read_text())
+    provenance = model_files.read_provenance(path) or {}
     if not isinstance(added, ConditionalTransformerNet) or provenance.get("method") != "add-style":
         raise utils.UserError(f"--added: {path} is not a model made by train.py --add-style")
     mix = one_hot(torch.tensor([len(added.style_names) - 1]), len(added.style_names))  # the added style is last
@@ -98,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(arbitrary, ArbitraryTransformerNet):
         raise utils.UserError(f"--arbitrary: {args.arbitrary} is not an arbitrary-style model")
     check_loss_network(arbitrary, vgg, args.vgg_weights, args.arbitrary)
-    provenance = json.loads(model_files.provenance_path(Path(args.arbitrary)).read_text())
+    provenance = model_files.read_provenance(args.arbitrary)
+    if provenance is None:  # it holds the loss weights both models are scored with
+        raise utils.UserError(f"--arbitrary: no provenance JSON beside {args.arbitrary} (train.py writes one)")
     photos = ImageFolderDataset(args.datapath, args.image_size)
     rows = []
     for picture in [utils.require_file(p, "--styles") for p in args.styles.split(",") if p]:
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         arbitrary_style, arbitrary_content = losses(lambda x, p=params: arbitrary(x, style_params=p), vgg,
                                                     photos, grams, provenance)
         dedicated_style, dedicated_content = losses(dedicated, vgg, photos, grams, provenance)
-        dedicated_steps = json.loads(model_files.provenance_path(dedicated_path).read_text()).get("steps")
+        dedicated_steps = (model_files.read_provenance(dedicated_path) or {}).get("steps")
         row = {"style": picture.name, "arbitrary_style_loss": arbitrary_style,
                "dedicated_style_loss": dedicated_style, "ratio": arbitrary_style / dedicated_style,
                "arbitrary_content_loss": arbitrary_content, "dedicated_content_loss": dedicated_content,
