@@ -91,12 +91,17 @@ def load_training_state(checkpoint: dict, model: torch.nn.Module, optimizer: tor
         scaler.load_state_dict(saved_scaler)
 
 
+# Settings compared since a later version, with the value every checkpoint written before had.
+LATER_SETTINGS = {"--lr-schedule": "constant"}
+
+
 def check_settings(path: str | Path, saved: dict[str, str] | None, current: dict[str, str], anyway: bool) -> None:
     """Refuse, in one line naming each difference, a resume whose settings differ from the checkpoint's: the step
     it holds would silently mean other images, another batch or another target. --resume-anyway overrides."""
     if saved is None:
         warn(f"--resume: {path} does not record its settings (an older checkpoint): they cannot be compared")
         return
+    saved = {**LATER_SETTINGS, **saved}
     unrecorded = [name for name in current if name not in saved]
     if unrecorded:  # settings added to the comparison after the checkpoint was written
         warn(f"--resume: {path} does not record {', '.join(unrecorded)} (an older checkpoint): not compared")

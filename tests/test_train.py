@@ -336,3 +336,37 @@ def test_training_reads_16_bit_and_other_image_modes_as_rendering_does(tmp_path)
     dataset = training_data.ImageFolderDataset(folder, 32)
     crop = dataset[dataset.paths.index(folder / "gray16.png")]
     assert crop.shape == (3, 32, 32) and (crop == 255).float().mean() < 0.1
+
+
+def test_the_cosine_schedule_falls_from_the_learning_rate_to_zero_and_constant_stays():
+    from types import SimpleNamespace
+
+    from style_transfer.training import learning_rate
+
+    cosine = SimpleNamespace(learning_rate=0.01, lr_schedule="cosine")
+    rates = [learning_rate(cosine, step, 100) for step in range(100)]
+    assert rates[0] == 0.01 and rates[50] == pytest.approx(0.005) and 0 < rates[-1] < 1e-5
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    constant = SimpleNamespace(learning_rate=0.01, lr_schedule="constant")
+    assert {learning_rate(constant, step, 100) for step in range(100)} == {0.01}
+
+
+def test_a_cosine_run_resumed_midway_equals_the_uninterrupted_one_and_refuses_another_length(
+        tmp_path, dataset_dir, style_files, capsys):
+    """The rate is a function of the step and the run's length: a resumed run follows the same curve, and a resume
+    that would change the length (so the curve) is refused like any other changed setting."""
+    common = ("--max-steps", "6", "--epochs", "3", "--checkpoint-interval", "4", "--savename", "m",
+              "--lr-schedule", "cosine", "--learning-rate", "0.01")
+    train.main(train_args(dataset_dir, tmp_path / "full", style_files[:1], *common))
+    checkpoint = tmp_path / "full/checkpoints/m_step0000004.pth"
+    train.main(train_args(dataset_dir, tmp_path / "part", style_files[:1], *common, "--resume", str(checkpoint)))
+    assert_same_weights(load_state(tmp_path / "full/models/m.pth"), load_state(tmp_path / "part/models/m.pth"))
+    constant = tmp_path / "constant"
+    train.main(train_args(dataset_dir, constant, style_files[:1], *common[:-4], "--learning-rate", "0.01",
+                          "--resume", str(checkpoint), "--resume-anyway"))
+    with pytest.raises(AssertionError):  # the schedule changes the weights: the test above is not vacuous
+        assert_same_weights(load_state(tmp_path / "full/models/m.pth"), load_state(constant / "models/m.pth"))
+    longer = train_args(dataset_dir, tmp_path / "longer", style_files[:1], *common, "--resume", str(checkpoint))
+    longer[longer.index("--max-steps") + 1] = "8"
+    result = run_main_in_process(capsys, train.main, *longer)
+    assert_clean_failure(result, "--resume", "--lr-schedule cosine over 6 steps (now cosine over 8 steps)")
