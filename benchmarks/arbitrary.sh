@@ -7,13 +7,15 @@
 #              about 15 minutes each for 3000 steps on 2 quiet cores), and against each picture added to it by
 #              --add-style in ADD_STEPS steps (where the gap lies), by benchmarks/unseen_style_loss.py;
 #   scaling    the same comparison after SCALING_STEPS (1000) steps, the arbitrary and the dedicated models trained
-#              with that many into data/ when missing: how the ratio moves with training steps;
+#              with that many into data/ when missing: how the ratio moves with training steps; and once more with
+#              dedicated models trained with the arbitrary model's --lr-schedule cosine (what the schedule alone
+#              is worth to a dedicated model);
 #   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
 #              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
 #              one after the other, so that steps and time compare within one run;
 #   render     rendering with --style-image against a conditional model at 1280x720 (benchmarks/arbitrary_render.py).
 # Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv,log},
-# dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>.json.
+# dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>{,-cosine}.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
@@ -39,17 +41,22 @@ if [[ " $ONLY " == *" unseen "* ]]; then
         --output-path "$WORK/coffee.png" --max-size 64 --style-image "$unseen" --save-conditional "$WORK/unseen.pth"
     "$PYTHON" benchmarks/style_metrics.py --models "$WORK/unseen.pth" --max-size 256 --json benchmarks/any-style-unseen.json
 fi
-steps_of() { "$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1])).get('steps'))" "$1" 2>/dev/null || echo none; }
-# dedicated MODEL STEPS DIR JSON: a dedicated model on each picture of UNSEEN_DIR with STEPS steps in DIR (kept, made
-# when missing), each picture added to MODEL by --add-style in ADD_STEPS steps (in $WORK), and the comparison: its
-# table to stdout, its figures to JSON.
+# recipe_of MODEL.json: "STEPS SCHEDULE" of a trained model (a model from before --lr-schedule had a constant rate)
+recipe_of() {
+    "$PYTHON" -c "import json, sys; d = json.load(open(sys.argv[1])); print(d.get('steps'), d.get('lr_schedule', 'constant'))" \
+        "$1" 2>/dev/null || echo none
+}
+# dedicated MODEL STEPS DIR JSON [SCHEDULE]: a dedicated model on each picture of UNSEEN_DIR with STEPS steps and
+# --lr-schedule SCHEDULE (default constant, train.py's) in DIR (kept, made when missing), each picture added to MODEL
+# by --add-style in ADD_STEPS steps (in $WORK), and the comparison: its table to stdout, its figures to JSON.
 dedicated() {
-    local model=$1 steps=$2 dir=$3 json=$4 added="$WORK/added-$2" picture name
+    local model=$1 steps=$2 dir=$3 json=$4 schedule=${5:-constant} added="$WORK/added-$2-${5:-constant}" picture name
     mkdir -p "$dir" "$added"
     for picture in "$UNSEEN_DIR"/*.jpg; do
         name=$(basename "${picture%.*}")
-        if [ "$(steps_of "$dir/$name.json")" != "$steps" ] || [ ! -f "$dir/$name.pth" ]; then
+        if [ "$(recipe_of "$dir/$name.json")" != "$steps $schedule" ] || [ ! -f "$dir/$name.pth" ]; then
             "$PYTHON" train.py --stylepath "$picture" --style-size 256 "${recipe[@]}" --max-steps "$steps" \
+                --lr-schedule "$schedule" \
                 --log-dir "$dir/logs" --checkpoint-dir "$WORK/checkpoints-$name" \
                 --save-dir "$dir" --savename "$name.pth"
         fi
@@ -67,16 +74,20 @@ fi
 if [[ " $ONLY " == *" scaling "* ]]; then
     # models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU), fewer steps
     small="data/any-style-$SCALING_STEPS"
-    if [ "$(steps_of "$small/any-style.json")" != "$SCALING_STEPS" ] || [ ! -f "$small/any-style.pth" ]; then
+    if [ "$(recipe_of "$small/any-style.json")" != "$SCALING_STEPS cosine" ] || [ ! -f "$small/any-style.pth" ]; then
         if [ ! -d data/style-set ]; then
             "$PYTHON" tools/make_style_set.py --output data/style-set --count 300 --size 192  # as make_demo_models.sh
         fi
         "$PYTHON" train.py "${recipe[@]}" --precision auto --save-fp16 --arbitrary --style-dir data/style-set \
-            --max-steps "$SCALING_STEPS" --log-dir "$small/logs" --checkpoint-dir "$WORK/checkpoints-small" \
+            --lr-schedule cosine --max-steps "$SCALING_STEPS" --log-dir "$small/logs" \
+            --checkpoint-dir "$WORK/checkpoints-small" \
             --save-dir "$small" --savename any-style.pth
     fi
     dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS" \
         "benchmarks/any-style-vs-dedicated-$SCALING_STEPS.json"
+    # the arbitrary model's cosine schedule given to the dedicated models too: what the schedule alone is worth
+    dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS-cosine" \
+        "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-cosine.json" cosine
 fi
 if [[ " $ONLY " == *" add-style "* ]]; then
     # logged every 20 steps, so that both runs' last rows are means of 20 steps (180 = 9 x 20, 900 = 45 x 20)

@@ -288,6 +288,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
             _write_run_files(log, args, provenance, stem)
             save_model(model, model_path, {
                 **provenance, "steps": step, "image_size": args.image_size, "batch_size": args.batch_size,
+                "learning_rate": args.learning_rate, "lr_schedule": args.lr_schedule,
                 "processes": world_size, "precision": precision, "vgg_weights": args.vgg_weights,
                 "wall_time_s": round(elapsed, 1), "machine": machine_description(device),
                 "final_losses": log.last(),

@@ -361,6 +361,8 @@ def test_a_cosine_run_resumed_midway_equals_the_uninterrupted_one_and_refuses_an
     checkpoint = tmp_path / "full/checkpoints/m_step0000004.pth"
     train.main(train_args(dataset_dir, tmp_path / "part", style_files[:1], *common, "--resume", str(checkpoint)))
     assert_same_weights(load_state(tmp_path / "full/models/m.pth"), load_state(tmp_path / "part/models/m.pth"))
+    provenance = json.loads((tmp_path / "full/models/m.json").read_text())
+    assert (provenance["lr_schedule"], provenance["learning_rate"]) == ("cosine", 0.01)
     constant = tmp_path / "constant"
     train.main(train_args(dataset_dir, constant, style_files[:1], *common[:-4], "--learning-rate", "0.01",
                           "--resume", str(checkpoint), "--resume-anyway"))
