@@ -50,7 +50,7 @@ recipe_of() {
 # --lr-schedule SCHEDULE (default constant, train.py's) in DIR (kept, made when missing), each picture added to MODEL
 # by --add-style in ADD_STEPS steps (in $WORK), and the comparison: its table to stdout, its figures to JSON.
 dedicated() {
-    local model=$1 steps=$2 dir=$3 json=$4 schedule=${5:-constant} added="$WORK/added-$2-${5:-constant}" picture name
+    local model=$1 steps=$2 dir=$3 json=$4 schedule=${5:-constant} added="$WORK/added-$2" picture name
     mkdir -p "$dir" "$added"
     for picture in "$UNSEEN_DIR"/*.jpg; do
         name=$(basename "${picture%.*}")
@@ -60,9 +60,11 @@ dedicated() {
                 --log-dir "$dir/logs" --checkpoint-dir "$WORK/checkpoints-$name" \
                 --save-dir "$dir" --savename "$name.pth"
         fi
-        "$PYTHON" train.py --add-style "$picture" --init-from "$model" --style-size 256 "${recipe[@]}" \
-            --learning-rate "$ADD_LEARNING_RATE" --max-steps "$ADD_STEPS" --log-dir "$added/logs" \
-            --checkpoint-dir "$added/checkpoints-$name" --save-dir "$added" --savename "$name.pth"
+        if [ ! -f "$added/$name.pth" ]; then  # made by an earlier call with the same MODEL and STEPS
+            "$PYTHON" train.py --add-style "$picture" --init-from "$model" --style-size 256 "${recipe[@]}" \
+                --learning-rate "$ADD_LEARNING_RATE" --max-steps "$ADD_STEPS" --log-dir "$added/logs" \
+                --checkpoint-dir "$added/checkpoints-$name" --save-dir "$added" --savename "$name.pth"
+        fi
     done
     "$PYTHON" benchmarks/unseen_style_loss.py --arbitrary "$model" --dedicated "$dir" --added "$added" \
         --styles "$(ls "$UNSEEN_DIR"/*.jpg | paste -sd, -)" --datapath "$DATAPATH" --json "$json"
@@ -72,7 +74,7 @@ if [[ " $ONLY " == *" dedicated "* ]]; then
     dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json
 fi
 if [[ " $ONLY " == *" scaling "* ]]; then
-    # models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU), fewer steps
+    # models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU: cosine schedule), fewer steps
     small="data/any-style-$SCALING_STEPS"
     if [ "$(recipe_of "$small/any-style.json")" != "$SCALING_STEPS cosine" ] || [ ! -f "$small/any-style.pth" ]; then
         if [ ! -d data/style-set ]; then

@@ -77,8 +77,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", "--lr", dest="learning_rate", type=positive_float, default=1e-3,
                         help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                        help="constant: --learning-rate throughout; cosine: from --learning-rate down to 0 at the "
-                             "last step (default: %(default)s)")
+                        help="constant: --learning-rate throughout; cosine: from --learning-rate along a half "
+                             "cosine to nearly 0 at the last step (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="seed for weights and data order (default: %(default)s)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to train; auto prefers CUDA, then MPS (default: %(default)s)")
@@ -132,10 +132,9 @@ def require_writable_folders(args: argparse.Namespace) -> None:
 
 def learning_rate(args: argparse.Namespace, step: int, total_steps: int) -> float:
     """The rate of the update after `step` steps: --learning-rate, or with --lr-schedule cosine that rate times
-    (1 + cos(pi step / total)) / 2, down to 0 at the end. A function of the step alone, so a resumed run follows the
-    same curve. Why cosine: at a constant rate the last weights are one noisy point of a path still moving (an
-    arbitrary-style model's loss on styles it never saw varied threefold between two seeds, docs/styles.md);
-    annealing ends the run in a minimum."""
+    (1 + cos(pi step / total)) / 2, which falls to nearly 0 at the last update. A function of the step alone, set
+    before every update: a resumed run follows the same curve, and a resume with another --learning-rate (as a
+    divergence's message advises) takes it from its first step (the optimiser's saved state held the old rate)."""
     if args.lr_schedule == "constant":
         return args.learning_rate
     return args.learning_rate * 0.5 * (1 + math.cos(math.pi * step / total_steps))
@@ -197,9 +196,7 @@ def _fit(model: torch.nn.Module, compute_losses: LossFunction, dataset: ImageFol
     total_steps = args.epochs * steps_per_epoch
     if args.max_steps is not None:
         total_steps = min(total_steps, args.max_steps)
-    schedule = {"--lr-schedule": args.lr_schedule if args.lr_schedule == "constant"
-                else f"{args.lr_schedule} over {total_steps} steps"}  # another total is another curve
-    settings = training_checkpoint.run_settings(args, world_size, len(dataset), {**schedule, **resume_settings})
+    settings = training_checkpoint.run_settings(args, world_size, len(dataset), total_steps, resume_settings)
     step, elapsed = 0, 0.0
     if args.resume:  # after the model's move to the device: the optimiser's state follows its parameters
         step, elapsed = training_checkpoint.resume(args.resume, model, optimizer, scaler, device, settings,

@@ -13,13 +13,18 @@ from utils import UserError, warn
 PROCESSES = "processes (torchrun)"  # the settings' name for the number of processes
 
 
-def run_settings(args: argparse.Namespace, processes: int, images: int, extra: dict[str, str]) -> dict[str, str]:
+def run_settings(args: argparse.Namespace, processes: int, images: int, total_steps: int,
+                 extra: dict[str, str]) -> dict[str, str]:
     """The settings a resumed run must share with the checkpoint's, as `flag: value` strings to compare and show.
     `extra` holds the script's own (train.py: the styles, their weights and the loss weights; distillation.py: the
     teachers and --pixel-weight). The loss weights belong here because they decide the loss terms: a term the
-    checkpoint did not have is another objective (and another column of the log)."""
+    checkpoint did not have is another objective (and another column of the log). A cosine schedule's length
+    belongs here because another length is another curve; --learning-rate does not: lowering it on resume is the
+    way out of a divergence."""
+    schedule = args.lr_schedule if args.lr_schedule == "constant" else f"{args.lr_schedule} over {total_steps} steps"
     return {"--batch-size": str(args.batch_size), PROCESSES: str(processes), "--image-size": str(args.image_size),
-            "images in --datapath": str(images), "--temporal-weight": number_setting(args.temporal_weight), **extra}
+            "images in --datapath": str(images), "--temporal-weight": number_setting(args.temporal_weight),
+            "--lr-schedule": schedule, **extra}
 
 
 def number_setting(value: float) -> str:

@@ -372,3 +372,37 @@ def test_a_cosine_run_resumed_midway_equals_the_uninterrupted_one_and_refuses_an
     longer[longer.index("--max-steps") + 1] = "8"
     result = run_main_in_process(capsys, train.main, *longer)
     assert_clean_failure(result, "--resume", "--lr-schedule cosine over 6 steps (now cosine over 8 steps)")
+
+
+def test_a_resume_with_a_lower_learning_rate_trains_at_that_rate(tmp_path, dataset_dir, style_files):
+    """The way out of a divergence its message gives: resume from the last good checkpoint with a lower rate. The
+    optimiser's saved state holds the old rate; before, loading it silently undid the new --learning-rate."""
+    common = ("--savename", "m", "--checkpoint-interval", "2", "--learning-rate", "0.01")
+    train.main(train_args(dataset_dir, tmp_path / "a", style_files[:1], *common, "--max-steps", "2"))
+    checkpoint = tmp_path / "a/checkpoints/m_step0000002.pth"
+    before = torch.load(checkpoint, weights_only=True)["model"]
+    moved = {}
+    for rate in ("1e-12", "0.01"):
+        out = tmp_path / rate
+        train.main(train_args(dataset_dir, out, style_files[:1], *common[:-1], rate, "--max-steps", "3",
+                              "--resume", str(checkpoint)))
+        after = load_state(out / "models/m.pth")
+        moved[rate] = max((after[k].float() - before[k].float()).abs().max().item() for k in before)
+    assert moved["1e-12"] < 1e-9 < 1e-4 < moved["0.01"]
+
+
+def test_a_checkpoint_from_before_the_schedule_resumes_as_constant_and_refuses_cosine(
+        tmp_path, dataset_dir, style_files, capsys):
+    common = ("--savename", "m", "--checkpoint-interval", "2", "--max-steps", "3")
+    train.main(train_args(dataset_dir, tmp_path / "a", style_files[:1], *common[:-1], "2"))
+    checkpoint = tmp_path / "a/checkpoints/m_step0000002.pth"
+    contents = torch.load(checkpoint, weights_only=False)
+    del contents["settings"]["--lr-schedule"]  # as written before the flag existed
+    torch.save(contents, checkpoint)
+    resumed = ("--resume", str(checkpoint))
+    result = run_main_in_process(capsys, train.main,
+                                 *train_args(dataset_dir, tmp_path / "b", style_files[:1], *common, *resumed))
+    assert result.returncode == 0 and "--lr-schedule" not in result.stderr, result.stderr
+    result = run_main_in_process(capsys, train.main, *train_args(dataset_dir, tmp_path / "c", style_files[:1], *common,
+                                                                 *resumed, "--lr-schedule", "cosine"))
+    assert_clean_failure(result, "--resume", "--lr-schedule constant (now cosine over 3 steps)")
