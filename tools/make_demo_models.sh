@@ -56,6 +56,6 @@ if wanted distilled; then
 fi
 if wanted any-style; then
     if [ ! -d "$STYLE_SET" ]; then "$PYTHON" tools/make_style_set.py --output "$STYLE_SET" --count 300 --size 192; fi
-    "$PYTHON" train.py "${common[@]}" --arbitrary --style-dir "$STYLE_SET" --max-steps "$ARBITRARY_STEPS" \
+    "$PYTHON" train.py "${common[@]}" --arbitrary --style-dir "$STYLE_SET" --max-steps "$ARBITRARY_STEPS" --lr-schedule cosine \
         --save-dir models --savename any-style.pth
 fi
