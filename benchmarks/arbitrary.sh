@@ -70,7 +70,7 @@ dedicated() {
         --styles "$(ls "$UNSEEN_DIR"/*.jpg | paste -sd, -)" --datapath "$DATAPATH" --json "$json"
 }
 if [[ " $ONLY " == *" dedicated "* ]]; then
-    steps=$("$PYTHON" -c 'import json; print(json.load(open("models/any-style.json"))["steps"])')
+    read -r steps _ <<< "$(recipe_of models/any-style.json)"
     dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json
 fi
 if [[ " $ONLY " == *" scaling "* ]]; then
