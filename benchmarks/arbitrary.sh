@@ -10,12 +10,16 @@
 #              with that many into data/ when missing: how the ratio moves with training steps; and once more with
 #              dedicated models trained with the arbitrary model's --lr-schedule cosine (what the schedule alone
 #              is worth to a dedicated model);
+#   heldout    the comparison of scaling on pictures of the generator of its training set drawn with another seed
+#              (make_style_set.py --seed 1, in data/): styles never seen, of the kind it saw, against the paintings
+#              of UNSEEN_DIR: how much of the gap is the difference between generated and painted styles;
 #   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
 #              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
 #              one after the other, so that steps and time compare within one run;
 #   render     rendering with --style-image against a conditional model at 1280x720 (benchmarks/arbitrary_render.py).
 # Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv,log},
-# dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>{,-cosine}.json.
+# dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>{,-cosine}.json,
+# any-style-vs-dedicated-heldout-<SCALING_STEPS>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
@@ -29,7 +33,7 @@ ADD_LEARNING_RATE="${ADD_LEARNING_RATE:-1e-1}"
 SCALING_STEPS="${SCALING_STEPS:-1000}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-ONLY="${ONLY:-unseen dedicated add-style render scaling}"
+ONLY="${ONLY:-unseen dedicated add-style render scaling heldout}"
 if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
 # the settings of models/any-style.pth and of the bundled dedicated models (tools/make_demo_models.sh)
 recipe=(--datapath "$DATAPATH" --image-size 128 --batch-size 2 --learning-rate 2e-3 --epochs 100000 --seed 0
@@ -46,13 +50,14 @@ recipe_of() {
     "$PYTHON" -c "import json, sys; d = json.load(open(sys.argv[1])); print(d.get('steps'), d.get('lr_schedule', 'constant'))" \
         "$1" 2>/dev/null || echo none
 }
-# dedicated MODEL STEPS DIR JSON [SCHEDULE]: a dedicated model on each picture of UNSEEN_DIR with STEPS steps and
-# --lr-schedule SCHEDULE (default constant, train.py's) in DIR (kept, made when missing), each picture added to MODEL
-# by --add-style in ADD_STEPS steps (in $WORK), and the comparison: its table to stdout, its figures to JSON.
+# dedicated MODEL STEPS DIR JSON SCHEDULE PICTURE...: a dedicated model on each PICTURE with STEPS steps and
+# --lr-schedule SCHEDULE in DIR (kept, made when missing), each picture added to MODEL by --add-style in ADD_STEPS
+# steps (in $WORK), and the comparison: its table to stdout, its figures to JSON.
 dedicated() {
-    local model=$1 steps=$2 dir=$3 json=$4 schedule=${5:-constant} added="$WORK/added-$2" picture name
+    local model=$1 steps=$2 dir=$3 json=$4 schedule=$5 added="$WORK/added-$2" picture name
+    shift 5
     mkdir -p "$dir" "$added"
-    for picture in "$UNSEEN_DIR"/*.jpg; do
+    for picture in "$@"; do
         name=$(basename "${picture%.*}")
         if [ "$(recipe_of "$dir/$name.json")" != "$steps $schedule" ] || [ ! -f "$dir/$name.pth" ]; then
             "$PYTHON" train.py --stylepath "$picture" --style-size 256 "${recipe[@]}" --max-steps "$steps" \
@@ -67,15 +72,17 @@ dedicated() {
         fi
     done
     "$PYTHON" benchmarks/unseen_style_loss.py --arbitrary "$model" --dedicated "$dir" --added "$added" \
-        --styles "$(ls "$UNSEEN_DIR"/*.jpg | paste -sd, -)" --datapath "$DATAPATH" --json "$json"
+        --styles "$(IFS=,; echo "$*")" --datapath "$DATAPATH" --json "$json"
 }
 if [[ " $ONLY " == *" dedicated "* ]]; then
     read -r steps _ <<< "$(recipe_of models/any-style.json)"
-    dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json
+    dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json constant \
+        "$UNSEEN_DIR"/*.jpg
 fi
-if [[ " $ONLY " == *" scaling "* ]]; then
-    # models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU: cosine schedule), fewer steps
-    small="data/any-style-$SCALING_STEPS"
+# models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU: cosine schedule) with SCALING_STEPS steps,
+# trained into data/ when missing
+small="data/any-style-$SCALING_STEPS"
+small_model() {
     if [ "$(recipe_of "$small/any-style.json")" != "$SCALING_STEPS cosine" ] || [ ! -f "$small/any-style.pth" ]; then
         if [ ! -d data/style-set ]; then
             "$PYTHON" tools/make_style_set.py --output data/style-set --count 300 --size 192  # as make_demo_models.sh
@@ -85,11 +92,21 @@ if [[ " $ONLY " == *" scaling "* ]]; then
             --checkpoint-dir "$WORK/checkpoints-small" \
             --save-dir "$small" --savename any-style.pth
     fi
+}
+if [[ " $ONLY " == *" scaling "* ]]; then
+    small_model
     dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS" \
-        "benchmarks/any-style-vs-dedicated-$SCALING_STEPS.json"
+        "benchmarks/any-style-vs-dedicated-$SCALING_STEPS.json" constant "$UNSEEN_DIR"/*.jpg
     # the arbitrary model's cosine schedule given to the dedicated models too: what the schedule alone is worth
     dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS-cosine" \
-        "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-cosine.json" cosine
+        "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-cosine.json" cosine "$UNSEEN_DIR"/*.jpg
+fi
+if [[ " $ONLY " == *" heldout "* ]]; then
+    small_model
+    heldout=data/style-set-heldout
+    if [ ! -d "$heldout" ]; then "$PYTHON" tools/make_style_set.py --output "$heldout" --count 5 --size 192 --seed 1; fi
+    dedicated "$small/any-style.pth" "$SCALING_STEPS" data/dedicated-heldout-"$SCALING_STEPS" \
+        "benchmarks/any-style-vs-dedicated-heldout-$SCALING_STEPS.json" constant "$heldout"/*.png
 fi
 if [[ " $ONLY " == *" add-style "* ]]; then
     # logged every 20 steps, so that both runs' last rows are means of 20 steps (180 = 9 x 20, 900 = 45 x 20)

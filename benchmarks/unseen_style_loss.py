@@ -15,7 +15,9 @@ figure of issue 23 (target <= 1.5).
 With --added DIR, a third model per picture: --added/<picture stem>.pth, the arbitrary model with the picture added
 by train.py --add-style (its norms trained from the prediction, the convolutions frozen; benchmarks/arbitrary.sh
 makes them), scored in its last style. It tells where the gap lies: in the predictor (the added model comes close
-to the dedicated one) or in the shared convolutions (it does not).
+to the dedicated one) or in the shared convolutions (it does not). A second table splits each model's style loss by
+layer of the loss network, with the offline one the first layer's colour code (the joint colour distribution)
+apart from its filters: it tells which part of a style the arbitrary model misses.
 """
 
 import sys
@@ -32,41 +34,79 @@ from style_transfer import image_io, loss_network, model_files
 from style_transfer.arbitrary_net import ArbitraryTransformerNet, check_loss_network, predict
 from style_transfer.conditional_net import ConditionalTransformerNet, one_hot
 from style_transfer.training_data import ImageFolderDataset
-from vgg import content_loss, gram_matrix, style_loss
+from vgg import VggOutputs, content_loss, gram_matrix
 
 BATCH = 8
 
 
+def style_parts(features, grams: list[torch.Tensor], colour_channels: int) -> list[torch.Tensor]:
+    """Each layer's term of vgg.style_loss (they sum to it), the first layer's split in two when colour_channels > 0:
+    its colour code (the first colour_channels rows and columns of its Gram matrix: with the offline loss network,
+    the joint colour distribution) and the rest."""
+    parts = []
+    for layer, (output, target) in enumerate(zip(features, grams, strict=True)):
+        squared = (gram_matrix(output.float()) - target) ** 2
+        if layer == 0 and colour_channels:
+            colour = squared[:, :colour_channels, :colour_channels].sum() / squared.numel()
+            parts += [colour, squared.mean() - colour]
+        else:
+            parts.append(squared.mean())
+    return parts
+
+
+def part_names(colour_channels: int) -> list[str]:
+    layers = list(VggOutputs._fields)
+    return ["colour code", f"{layers[0]} rest", *layers[1:]] if colour_channels else layers
+
+
 @torch.no_grad()
 def losses(render, vgg: torch.nn.Module, photos: ImageFolderDataset, grams: list[torch.Tensor],
-           weights: dict) -> tuple[float, float]:
-    """(weighted style loss, weighted content loss), each the mean over the photos of --datapath."""
-    style_total, content_total = 0.0, 0.0
+           weights: dict, colour_channels: int) -> tuple[float, float, list[float]]:
+    """(weighted style loss, weighted content loss, the style loss's parts (style_parts)), each the mean over the
+    photos of --datapath."""
+    parts_total, content_total = torch.zeros(len(part_names(colour_channels)), dtype=torch.float64), 0.0
     for start in range(0, len(photos), BATCH):
         content = torch.stack([photos[i] for i in range(start, min(start + BATCH, len(photos)))])
         features = vgg(render(content))
-        style_total += len(content) * style_loss([f.float() for f in features], [grams], [1.0]).item()
+        parts_total += len(content) * torch.stack(style_parts(features, grams, colour_channels)).double()
         content_total += len(content) * content_loss(features, vgg(content, depth=2)[1]).item()
-    return (weights["style_weight"] * style_total / len(photos),
-            weights["content_weight"] * content_total / len(photos))
+    parts = [weights["style_weight"] * float(part) / len(photos) for part in parts_total]
+    return sum(parts), weights["content_weight"] * content_total / len(photos), parts
 
 
 def added_row(path: Path, vgg: torch.nn.Module, photos: ImageFolderDataset, grams: list[torch.Tensor],
-              weights: dict) -> dict:
+              weights: dict, colour_channels: int) -> dict:
     """The losses of an --add-style model in its last style (the added one), and its steps."""
     added = model_files.load_transformer(utils.require_file(path, "--added"))
     provenance = model_files.read_provenance(path) or {}
     if not isinstance(added, ConditionalTransformerNet) or provenance.get("method") != "add-style":
         raise utils.UserError(f"--added: {path} is not a model made by train.py --add-style")
     mix = one_hot(torch.tensor([len(added.style_names) - 1]), len(added.style_names))  # the added style is last
-    style, content = losses(lambda x: added(x, mix), vgg, photos, grams, weights)
-    steps = provenance.get("steps")
-    return {"added_style_loss": style, "added_content_loss": content, "added_steps": steps}
+    style, content, parts = losses(lambda x: added(x, mix), vgg, photos, grams, weights, colour_channels)
+    return {"added_style_loss": style, "added_content_loss": content, "added_steps": provenance.get("steps"),
+            "added_style_parts": dict(zip(part_names(colour_channels), parts, strict=True))}
 
 
 def geometric_mean(values: list[float]) -> float:
     """The mean of ratios: 2x and 0.5x average to 1x."""
     return float(np.exp(np.mean(np.log(values))))
+
+
+def print_parts(rows: list[dict], names: list[str], added: bool) -> dict[str, float]:
+    """The table of where each model's style loss lies, and each part's ratio arbitrary / dedicated (geometric
+    mean over the pictures), which it returns."""
+    models = ["arbitrary", "dedicated"] + ["added"] * added
+    print("where the style loss lies (weighted, by part of the loss network):")
+    print("| picture | model | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for row in rows:
+        for model in models:
+            print(f"| {row['style']} | {model} | "
+                  + " | ".join(f"{row[f'{model}_style_parts'][name]:.1f}" for name in names) + " |")
+    ratios = {name: geometric_mean([row["arbitrary_style_parts"][name] / row["dedicated_style_parts"][name]
+                                    for row in rows]) for name in names}
+    print("ratio by part, geometric mean: " + ", ".join(f"{name} {ratio:.2f}" for name, ratio in ratios.items()))
+    return ratios
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     if provenance is None:  # it holds the loss weights both models are scored with
         raise utils.UserError(f"--arbitrary: no provenance JSON beside {args.arbitrary} (train.py writes one)")
     photos = ImageFolderDataset(args.datapath, args.image_size)
+    colour_channels = loss_network.COLOUR_CHANNELS if args.vgg_weights == loss_network.OFFLINE else 0
+    names = part_names(colour_channels)
     rows = []
     for picture in [utils.require_file(p, "--styles") for p in args.styles.split(",") if p]:
         dedicated_path = utils.require_file(Path(args.dedicated) / f"{picture.stem}.pth", "--dedicated")
@@ -108,16 +150,20 @@ def main(argv: list[str] | None = None) -> None:
         style = image_io.image_to_tensor(image_io.load_rgb(picture, args.style_size)).unsqueeze(0)
         grams = [gram_matrix(f.float()) for f in vgg(style)]
         params = predict(arbitrary, vgg, [image_io.load_rgb(picture)])
-        arbitrary_style, arbitrary_content = losses(lambda x, p=params: arbitrary(x, style_params=p), vgg,
-                                                    photos, grams, provenance)
-        dedicated_style, dedicated_content = losses(dedicated, vgg, photos, grams, provenance)
+        arbitrary_style, arbitrary_content, arbitrary_parts = losses(
+            lambda x, p=params: arbitrary(x, style_params=p), vgg, photos, grams, provenance, colour_channels)
+        dedicated_style, dedicated_content, dedicated_parts = losses(dedicated, vgg, photos, grams, provenance,
+                                                                     colour_channels)
         dedicated_steps = (model_files.read_provenance(dedicated_path) or {}).get("steps")
         row = {"style": picture.name, "arbitrary_style_loss": arbitrary_style,
                "dedicated_style_loss": dedicated_style, "ratio": arbitrary_style / dedicated_style,
                "arbitrary_content_loss": arbitrary_content, "dedicated_content_loss": dedicated_content,
-               "dedicated_steps": dedicated_steps}
+               "dedicated_steps": dedicated_steps,
+               "arbitrary_style_parts": dict(zip(names, arbitrary_parts, strict=True)),
+               "dedicated_style_parts": dict(zip(names, dedicated_parts, strict=True))}
         if args.added:
-            row.update(added_row(Path(args.added) / f"{picture.stem}.pth", vgg, photos, grams, provenance))
+            row.update(added_row(Path(args.added) / f"{picture.stem}.pth", vgg, photos, grams, provenance,
+                                 colour_channels))
             row["added_ratio"] = row["added_style_loss"] / dedicated_style
         rows.append(row)
     print(f"{len(photos)} photos of {args.datapath} at {args.image_size} px; arbitrary model "
@@ -137,12 +183,20 @@ def main(argv: list[str] | None = None) -> None:
     added_geometric = geometric_mean([row["added_ratio"] for row in rows]) if args.added else None
     if args.added:
         print(f"--add-style ratio: geometric mean {added_geometric:.2f}")
+    part_ratios = print_parts(rows, names, bool(args.added))
+    without_colour = None
+    if colour_channels:
+        without_colour = geometric_mean([
+            (row["arbitrary_style_loss"] - row["arbitrary_style_parts"]["colour code"])
+            / (row["dedicated_style_loss"] - row["dedicated_style_parts"]["colour code"]) for row in rows])
+        print(f"ratio of the style loss outside the colour code: geometric mean {without_colour:.2f}")
     if args.json:
         utils.save_json({"command": model_files.command_line("benchmarks/unseen_style_loss.py", argv),
                          "machine": model_files.machine_description(torch.device("cpu")),
                          "arbitrary_steps": provenance.get("steps"), "photos": len(photos),
                          "geometric_mean_ratio": geometric, "added_geometric_mean_ratio": added_geometric,
-                         "rows": rows}, args.json)
+                         "part_geometric_mean_ratios": part_ratios,
+                         "geometric_mean_ratio_without_colour_code": without_colour, "rows": rows}, args.json)
         print(f"wrote {args.json}")
 
 

@@ -40,6 +40,7 @@ OFFLINE = "offline"  # the --vgg-weights value that selects this network
 SEED = 0
 COLOUR_DIRECTIONS = 16
 COLOUR_LEVELS = 8
+COLOUR_CHANNELS = COLOUR_DIRECTIONS * COLOUR_LEVELS + 1  # slot 0's first channels: the colour code and its constant
 FILTERS = 32  # random filters per slot; CReLU doubles the channels
 KERNEL = 5
 TEXTURE_POOLING = (4, 8)  # slots 2 and 3
@@ -101,7 +102,7 @@ class OfflineLossNetwork(nn.Module):
     def _colour_code(self, rgb: torch.Tensor) -> torch.Tensor:
         projections = torch.einsum("kc,bchw->bkhw", self.colour_directions, rgb)
         code = ((projections - self.colour_levels.view(1, -1, 1, 1)) / self.colour_step.view(1, -1, 1, 1)).clamp(0, 1)
-        return COLOUR_GAIN * torch.cat([code, torch.ones_like(code[:, :1])], dim=1)
+        return COLOUR_GAIN * torch.cat([code, torch.ones_like(code[:, :1])], dim=1)  # COLOUR_CHANNELS
 
 
 def _zero_mean_filters(generator: torch.Generator, count: int, channels: int) -> torch.Tensor:

@@ -140,3 +140,35 @@ def test_style_metrics_measures_a_conditional_model_in_each_of_its_styles(tmp_pa
     # each style's image compared with that style's rendering: the two renderings differ
     first, second = (Image.open(tmp_path / "kept" / f"both-style{i}" / "photo.png") for i in range(2))
     assert first.tobytes() != second.tobytes()
+
+
+def test_the_first_colour_channels_of_slot_0_are_the_colour_code(network):
+    """COLOUR_CHANNELS counts the colour code and its constant channel, the filters following: on a flat colour
+    the filters answer nothing and the constant channel is the code's gain."""
+    features = network(torch.full((1, 3, 16, 16), 120.0))[0]
+    code, filters = features[:, :loss_network.COLOUR_CHANNELS], features[:, loss_network.COLOUR_CHANNELS:]
+    assert filters.shape[1] > 0 and filters.abs().max() < 1e-4
+    torch.testing.assert_close(code[:, -1], torch.full_like(code[:, -1], loss_network.COLOUR_GAIN))
+    assert code[:, :-1].max() > 0  # some levels lie below this gray
+
+
+def test_unseen_style_loss_splits_the_style_loss_into_parts_that_sum_to_it(network):
+    """benchmarks/unseen_style_loss.py's table of where a style loss lies: its parts add up to vgg.style_loss,
+    and a difference in the colour code's block of the Gram matrix shows in the colour part alone."""
+    import unseen_style_loss
+
+    generator = torch.Generator().manual_seed(0)
+    features = network(torch.rand(2, 3, 24, 24, generator=generator) * 255)
+    grams = [vgg.gram_matrix(f) for f in network(torch.rand(1, 3, 32, 32, generator=generator) * 255)]
+    parts = unseen_style_loss.style_parts(features, grams, loss_network.COLOUR_CHANNELS)
+    assert len(parts) == len(unseen_style_loss.part_names(loss_network.COLOUR_CHANNELS)) == 5
+    torch.testing.assert_close(sum(parts), vgg.style_loss(features, [grams], [1.0]))
+    assert len(unseen_style_loss.part_names(0)) == len(unseen_style_loss.style_parts(features, grams, 0)) == 4
+
+    own = [vgg.gram_matrix(f) for f in features]
+    own[0] = own[0].clone()
+    own[0][:, :loss_network.COLOUR_CHANNELS, :loss_network.COLOUR_CHANNELS] += 1
+    colour, *rest = unseen_style_loss.style_parts(features, own, loss_network.COLOUR_CHANNELS)
+    channels = features[0].shape[1]
+    torch.testing.assert_close(colour, torch.tensor(loss_network.COLOUR_CHANNELS ** 2 / channels ** 2))
+    assert all(part.abs() < 1e-9 for part in rest)
