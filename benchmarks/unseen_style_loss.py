@@ -92,9 +92,9 @@ def geometric_mean(values: list[float]) -> float:
     return float(np.exp(np.mean(np.log(values))))
 
 
-def print_parts(rows: list[dict], names: list[str], added: bool) -> dict[str, float]:
-    """The table of where each model's style loss lies, and each part's ratio arbitrary / dedicated (geometric
-    mean over the pictures), which it returns."""
+def print_parts(rows: list[dict], names: list[str], added: bool) -> dict[str, dict[str, float]]:
+    """The table of where each model's style loss lies, each part's ratio to the dedicated model's (geometric mean
+    over the pictures) for the arbitrary (and the added) model, which it returns, and the first part's share."""
     models = ["arbitrary", "dedicated"] + ["added"] * added
     print("where the style loss lies (weighted, by part of the loss network):")
     print("| picture | model | " + " | ".join(names) + " |")
@@ -103,9 +103,16 @@ def print_parts(rows: list[dict], names: list[str], added: bool) -> dict[str, fl
         for model in models:
             print(f"| {row['style']} | {model} | "
                   + " | ".join(f"{row[f'{model}_style_parts'][name]:.1f}" for name in names) + " |")
-    ratios = {name: geometric_mean([row["arbitrary_style_parts"][name] / row["dedicated_style_parts"][name]
-                                    for row in rows]) for name in names}
-    print("ratio by part, geometric mean: " + ", ".join(f"{name} {ratio:.2f}" for name, ratio in ratios.items()))
+    ratios = {}
+    for model in [m for m in models if m != "dedicated"]:
+        ratios[model] = {name: geometric_mean([row[f"{model}_style_parts"][name] / row["dedicated_style_parts"][name]
+                                               for row in rows]) for name in names}
+        print(f"ratio by part to the dedicated model's, geometric mean, {model}: "
+              + ", ".join(f"{name} {ratio:.2f}" for name, ratio in ratios[model].items()))
+    shares = {model: [row[f"{model}_style_parts"][names[0]] / row[f"{model}_style_loss"] for row in rows]
+              for model in models}
+    print(f"{names[0]}'s share of the style loss: "
+          + ", ".join(f"{model} {min(s):.0%} to {max(s):.0%}" for model, s in shares.items()))
     return ratios
 
 
