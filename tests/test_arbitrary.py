@@ -1,6 +1,7 @@
 """Arbitrary-style models (train.py --arbitrary, render_* --style-image) and train.py --add-style, at tiny sizes
 with the offline loss network."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +285,23 @@ def test_an_arbitrary_run_previews_each_photo_in_the_first_style_pictures(pictur
     labels = next(iter(record.values()))["labels"]
     assert next(iter(record.values()))["steps"] == [1, 2]
     assert labels == [f"p{i}, s{j}" for i in range(4) for j in range(2)]
+
+
+def test_unseen_style_loss_compares_with_a_dedicated_model_and_says_where_the_style_loss_lies(
+        pictures, arbitrary_model, tmp_path, capsys):
+    """benchmarks/unseen_style_loss.py: the ratio of the two style losses, and each model's loss split by part of
+    the loss network (the offline network's colour code apart) adding up to it."""
+    import unseen_style_loss
+
+    save_random_model(tmp_path / "dedicated" / "s0.pth", seed=3)
+    record = tmp_path / "record.json"
+    unseen_style_loss.main(["--arbitrary", str(arbitrary_model), "--dedicated", str(tmp_path / "dedicated"),
+                            "--styles", str(pictures / "styles/s0.png"), "--datapath", str(pictures / "photos"),
+                            "--image-size", "32", "--style-size", "40", "--json", str(record)])
+    assert "| s0.png | arbitrary | " in capsys.readouterr().out
+    row = json.loads(record.read_text())["rows"][0]
+    assert row["ratio"] == pytest.approx(row["arbitrary_style_loss"] / row["dedicated_style_loss"])
+    for model in ("arbitrary", "dedicated"):
+        parts = row[f"{model}_style_parts"]
+        assert list(parts)[0] == "colour code" and len(parts) == 5
+        assert sum(parts.values()) == pytest.approx(row[f"{model}_style_loss"])
