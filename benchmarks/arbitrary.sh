@@ -11,8 +11,8 @@
 #              dedicated models trained with the arbitrary model's --lr-schedule cosine (what the schedule alone
 #              is worth to a dedicated model);
 #   heldout    the comparison of scaling on pictures of the generator of its training set drawn with another seed
-#              (make_style_set.py --seed 1, in data/): styles never seen, of the kind it saw, against the paintings
-#              of UNSEEN_DIR: how much of the gap is the difference between generated and painted styles;
+#              (make_style_set.py --seed 1, in data/): styles never seen, of the kind it saw; set beside the
+#              paintings' figures, how much of the gap is the difference between generated and painted styles;
 #   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
 #              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
 #              one after the other, so that steps and time compare within one run;
@@ -52,9 +52,9 @@ recipe_of() {
 }
 # dedicated MODEL STEPS DIR JSON SCHEDULE PICTURE...: a dedicated model on each PICTURE with STEPS steps and
 # --lr-schedule SCHEDULE in DIR (kept, made when missing), each picture added to MODEL by --add-style in ADD_STEPS
-# steps (in $WORK), and the comparison: its table to stdout, its figures to JSON.
+# steps (in $WORK, one folder per MODEL), and the comparison: its table to stdout, its figures to JSON.
 dedicated() {
-    local model=$1 steps=$2 dir=$3 json=$4 schedule=$5 added="$WORK/added-$2" picture name
+    local model=$1 steps=$2 dir=$3 json=$4 schedule=$5 added="$WORK/added-${1//\//-}" picture name
     shift 5
     mkdir -p "$dir" "$added"
     for picture in "$@"; do
@@ -65,14 +65,14 @@ dedicated() {
                 --log-dir "$dir/logs" --checkpoint-dir "$WORK/checkpoints-$name" \
                 --save-dir "$dir" --savename "$name.pth"
         fi
-        if [ ! -f "$added/$name.pth" ]; then  # made by an earlier call with the same MODEL and STEPS
+        if [ ! -f "$added/$name.pth" ]; then  # made by an earlier call with the same MODEL
             "$PYTHON" train.py --add-style "$picture" --init-from "$model" --style-size 256 "${recipe[@]}" \
                 --learning-rate "$ADD_LEARNING_RATE" --max-steps "$ADD_STEPS" --log-dir "$added/logs" \
                 --checkpoint-dir "$added/checkpoints-$name" --save-dir "$added" --savename "$name.pth"
         fi
     done
     "$PYTHON" benchmarks/unseen_style_loss.py --arbitrary "$model" --dedicated "$dir" --added "$added" \
-        --styles "$(IFS=,; echo "$*")" --datapath "$DATAPATH" --json "$json"
+        --styles "$(IFS=,; printf '%s' "$*")" --datapath "$DATAPATH" --json "$json"
 }
 if [[ " $ONLY " == *" dedicated "* ]]; then
     read -r steps _ <<< "$(recipe_of models/any-style.json)"

@@ -16,8 +16,9 @@ With --added DIR, a third model per picture: --added/<picture stem>.pth, the arb
 by train.py --add-style (its norms trained from the prediction, the convolutions frozen; benchmarks/arbitrary.sh
 makes them), scored in its last style. It tells where the gap lies: in the predictor (the added model comes close
 to the dedicated one) or in the shared convolutions (it does not). A second table splits each model's style loss by
-layer of the loss network, with the offline one the first layer's colour code (the joint colour distribution)
-apart from its filters: it tells which part of a style the arbitrary model misses.
+layer of the loss network, with the offline one the first layer's colour code (the colour distribution: the block
+of its Gram matrix between the colour channels) apart from the rest of that layer (its filters and their
+correlations with the colours): it tells which part of a style the arbitrary model misses.
 """
 
 import sys
@@ -37,6 +38,7 @@ from style_transfer.training_data import ImageFolderDataset
 from vgg import VggOutputs, content_loss, gram_matrix
 
 BATCH = 8
+COLOUR_CODE = "colour code"  # the name of the first part with the offline loss network
 
 
 def style_parts(features, grams: list[torch.Tensor], colour_channels: int) -> list[torch.Tensor]:
@@ -55,8 +57,9 @@ def style_parts(features, grams: list[torch.Tensor], colour_channels: int) -> li
 
 
 def part_names(colour_channels: int) -> list[str]:
+    """The names of style_parts' parts, in its order."""
     layers = list(VggOutputs._fields)
-    return ["colour code", f"{layers[0]} rest", *layers[1:]] if colour_channels else layers
+    return [COLOUR_CODE, f"{layers[0]} rest", *layers[1:]] if colour_channels else layers
 
 
 @torch.no_grad()
@@ -95,7 +98,7 @@ def geometric_mean(values: list[float]) -> float:
 def print_parts(rows: list[dict], names: list[str], added: bool) -> dict[str, dict[str, float]]:
     """The table of where each model's style loss lies, each part's ratio to the dedicated model's (geometric mean
     over the pictures) for the arbitrary (and the added) model, which it returns, and the first part's share."""
-    models = ["arbitrary", "dedicated"] + ["added"] * added
+    models = ["arbitrary", "dedicated", "added"] if added else ["arbitrary", "dedicated"]
     print("where the style loss lies (weighted, by part of the loss network):")
     print("| picture | model | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
@@ -194,8 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     without_colour = None
     if colour_channels:
         without_colour = geometric_mean([
-            (row["arbitrary_style_loss"] - row["arbitrary_style_parts"]["colour code"])
-            / (row["dedicated_style_loss"] - row["dedicated_style_parts"]["colour code"]) for row in rows])
+            (row["arbitrary_style_loss"] - row["arbitrary_style_parts"][COLOUR_CODE])
+            / (row["dedicated_style_loss"] - row["dedicated_style_parts"][COLOUR_CODE]) for row in rows])
         print(f"ratio of the style loss outside the colour code: geometric mean {without_colour:.2f}")
     if args.json:
         utils.save_json({"command": model_files.command_line("benchmarks/unseen_style_loss.py", argv),

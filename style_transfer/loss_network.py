@@ -102,7 +102,7 @@ class OfflineLossNetwork(nn.Module):
     def _colour_code(self, rgb: torch.Tensor) -> torch.Tensor:
         projections = torch.einsum("kc,bchw->bkhw", self.colour_directions, rgb)
         code = ((projections - self.colour_levels.view(1, -1, 1, 1)) / self.colour_step.view(1, -1, 1, 1)).clamp(0, 1)
-        return COLOUR_GAIN * torch.cat([code, torch.ones_like(code[:, :1])], dim=1)  # COLOUR_CHANNELS
+        return COLOUR_GAIN * torch.cat([code, torch.ones_like(code[:, :1])], dim=1)  # COLOUR_CHANNELS channels
 
 
 def _zero_mean_filters(generator: torch.Generator, count: int, channels: int) -> torch.Tensor:

@@ -293,13 +293,26 @@ def test_unseen_style_loss_compares_with_a_dedicated_model_and_says_where_the_st
     the loss network (the offline network's colour code apart) adding up to it."""
     import unseen_style_loss
 
-    save_random_model(tmp_path / "dedicated" / "s0.pth", seed=3)
+    import vgg
+    from style_transfer import image_io, loss_network
+    from style_transfer.training_data import ImageFolderDataset
+
+    dedicated = save_random_model(tmp_path / "dedicated" / "s0.pth", seed=3)
     record = tmp_path / "record.json"
     unseen_style_loss.main(["--arbitrary", str(arbitrary_model), "--dedicated", str(tmp_path / "dedicated"),
                             "--styles", str(pictures / "styles/s0.png"), "--datapath", str(pictures / "photos"),
                             "--image-size", "32", "--style-size", "40", "--json", str(record)])
     assert "| s0.png | arbitrary | " in capsys.readouterr().out
     row = json.loads(record.read_text())["rows"][0]
+    network = loss_network.load_loss_network("offline")
+    photos = ImageFolderDataset(pictures / "photos", 32)
+    style = image_io.image_to_tensor(image_io.load_rgb(pictures / "styles/s0.png", 40)).unsqueeze(0)
+    with torch.no_grad():
+        grams = [vgg.gram_matrix(f) for f in network(style)]
+        stylised = model_files.load_transformer(dedicated)(torch.stack([photos[i] for i in range(len(photos))]))
+        expected = vgg.style_loss(network(stylised), [grams], [1.0]).item()
+    weight = model_files.read_provenance(arbitrary_model)["style_weight"]
+    assert row["dedicated_style_loss"] == pytest.approx(weight * expected, rel=1e-4)
     assert row["ratio"] == pytest.approx(row["arbitrary_style_loss"] / row["dedicated_style_loss"])
     for model in ("arbitrary", "dedicated"):
         parts = row[f"{model}_style_parts"]
