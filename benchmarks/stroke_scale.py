@@ -103,6 +103,7 @@ def photo_paths(text: str) -> list[Path]:
     return paths
 
 
+@torch.no_grad()  # and not torch.set_grad_enabled(False): main() also runs inside tests
 def main(argv: list[str] | None = None) -> None:
     parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--photos", default=str(ROOT / "images/content-images"),
@@ -112,7 +113,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=stroke_scale.stroke_scale, default=2.0, help="S (default: %(default)s)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     rows = []
     for model_path in args.models.split(","):
         model = model_files.load_transformer(model_path).eval()

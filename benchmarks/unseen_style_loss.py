@@ -119,6 +119,7 @@ def print_parts(rows: list[dict], names: list[str], added: bool) -> dict[str, di
     return ratios
 
 
+@torch.no_grad()  # and not torch.set_grad_enabled(False): main() also runs inside tests
 def main(argv: list[str] | None = None) -> None:
     parser = utils.ArgumentParser(description=__doc__)
     parser.add_argument("--arbitrary", required=True, metavar="MODEL", help="the arbitrary-style model")
@@ -141,7 +142,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="also write every figure, with the command, to this JSON file (default: none)")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     vgg = loss_network.load_loss_network(args.vgg_weights).eval()
     arbitrary = model_files.load_transformer(args.arbitrary, arbitrary=True)
     if not isinstance(arbitrary, ArbitraryTransformerNet):

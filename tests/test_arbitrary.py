@@ -302,6 +302,7 @@ def test_unseen_style_loss_compares_with_a_dedicated_model_and_says_where_the_st
     unseen_style_loss.main(["--arbitrary", str(arbitrary_model), "--dedicated", str(tmp_path / "dedicated"),
                             "--styles", str(pictures / "styles/s0.png"), "--datapath", str(pictures / "photos"),
                             "--image-size", "32", "--style-size", "40", "--json", str(record)])
+    assert torch.is_grad_enabled()  # it used to switch gradients off for every test after it
     assert "| s0.png | arbitrary | " in capsys.readouterr().out
     row = json.loads(record.read_text())["rows"][0]
     network = loss_network.load_loss_network("offline")
