@@ -44,7 +44,7 @@ COLOUR_CODE = "colour code"  # the name of the first part with the offline loss 
 def style_parts(features, grams: list[torch.Tensor], colour_channels: int) -> list[torch.Tensor]:
     """Each layer's term of vgg.style_loss (they sum to it), the first layer's split in two when colour_channels > 0:
     its colour code (the first colour_channels rows and columns of its Gram matrix: with the offline loss network,
-    the joint colour distribution) and the rest."""
+    the colour distribution) and the rest."""
     parts = []
     for layer, (output, target) in enumerate(zip(features, grams, strict=True)):
         squared = (gram_matrix(output.float()) - target) ** 2
