@@ -35,7 +35,7 @@ from style_transfer import image_io, loss_network, model_files
 from style_transfer.arbitrary_net import ArbitraryTransformerNet, check_loss_network, predict
 from style_transfer.conditional_net import ConditionalTransformerNet, one_hot
 from style_transfer.training_data import ImageFolderDataset
-from vgg import VggOutputs, content_loss, gram_matrix
+from vgg import VggOutputs, content_loss, gram_matrix, style_loss
 
 BATCH = 8
 COLOUR_CODE = "colour code"  # the name of the first part with the offline loss network
@@ -45,14 +45,12 @@ def style_parts(features, grams: list[torch.Tensor], colour_channels: int) -> li
     """Each layer's term of vgg.style_loss (they sum to it), the first layer's split in two when colour_channels > 0:
     its colour code (the first colour_channels rows and columns of its Gram matrix: with the offline loss network,
     the colour distribution) and the rest."""
-    parts = []
-    for layer, (output, target) in enumerate(zip(features, grams, strict=True)):
-        squared = (gram_matrix(output.float()) - target) ** 2
-        if layer == 0 and colour_channels:
-            colour = squared[:, :colour_channels, :colour_channels].sum() / squared.numel()
-            parts += [colour, squared.mean() - colour]
-        else:
-            parts.append(squared.mean())
+    parts = [style_loss([output.float()], [[target]], [1.0]) for output, target in zip(features, grams, strict=True)]
+    if colour_channels:  # the colour block's share of the first layer's mean squared error
+        output_gram = gram_matrix(features[0].float())
+        block = (output_gram - grams[0])[:, :colour_channels, :colour_channels]
+        colour = (block ** 2).sum() / output_gram.numel()
+        parts[:1] = [colour, parts[0] - colour]
     return parts
 
 

@@ -55,7 +55,7 @@ def test_a_weight_that_is_not_finite_or_is_negative_is_refused_by_the_flag_parse
                                             (["--lr=-1e-3"], "positive number"),
                                             (["--learning-rate", "nan"], "positive number"),
                                             (["--workers", "-1"], "non-negative integer"),
-                                           (["--lr-schedule", "linear"], "invalid choice")],
+                                            (["--lr-schedule", "linear"], "invalid choice")],
                          ids=["lr 0", "lr negative", "lr nan", "workers negative", "schedule unknown"])
 @pytest.mark.parametrize("script", ["train.py", "distillation.py"])
 def test_a_learning_rate_or_worker_count_out_of_range_is_refused_by_the_flag_parser(tmp_path, dataset_dir,
