@@ -3,6 +3,12 @@
 Layer for layer and name for name the `TransformerNet` of the PyTorch `fast_neural_style`
 example, so state_dicts move between the two projects in both directions. Input and output
 are RGB batches in the 0-255 range.
+
+The one addition, off by default (so the example's models and ours stay interchangeable), is an output norm:
+an instance norm of the three output colours, `OUTPUT_CENTRE + OUTPUT_SPREAD * output_norm(deconv3(y))`. Its
+scale and shift set each colour's mean and contrast directly. A network that takes its norms' scales and shifts
+from a style picture (the arbitrary-style network, style_transfer/arbitrary_net.py) reproduces a picture's colours
+far more closely with it (docs/styles.md); models that have one hold `output_norm.weight` and `output_norm.bias`.
 """
 
 from collections.abc import Callable
@@ -16,6 +22,11 @@ from torch import nn
 SIZE_MULTIPLE = 4
 # Reflection padding needs each side larger than the pad, also after the two strides.
 MIN_SIDE = 8
+# The output norm's fixed affine: a normalised colour of 0 is mid-grey, +-2 standard deviations about 0 and 255.
+# Fixed numbers rather than the norm's initial scale and shift, so that a scale or shift of order 1 moves the
+# colours by tens of levels and an optimiser's steps move them at the rate they move every other norm.
+OUTPUT_CENTRE = 127.5
+OUTPUT_SPREAD = 64.0
 
 
 Statistics = tuple[torch.Tensor, torch.Tensor]  # (mean, variance), each 1 x C x 1 x 1
@@ -91,7 +102,7 @@ class UpsampleConvLayer(nn.Module):
 
 
 class TransformerNet(nn.Module):
-    def __init__(self):
+    def __init__(self, output_norm: bool = False):
         super().__init__()
         self.conv1 = ConvLayer(3, 32, kernel_size=9, stride=1)
         self.in1 = InstanceNorm(32)
@@ -109,6 +120,8 @@ class TransformerNet(nn.Module):
         self.deconv2 = UpsampleConvLayer(64, 32, kernel_size=3, stride=1, upsample=2)
         self.in5 = InstanceNorm(32)
         self.deconv3 = ConvLayer(32, 3, kernel_size=9, stride=1)
+        # Registered last, so that modules() lists the norms in the order forward() runs them (tiling relies on it).
+        self.output_norm = InstanceNorm(3) if output_norm else None
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,4 +146,8 @@ class TransformerNet(nn.Module):
                 self.res1, self.res2, self.res3, self.res4, self.res5,
                 lambda y: self.relu(self.in4(self.deconv1(y))),
                 lambda y: self.relu(self.in5(self.deconv2(y))),
-                self.deconv3]
+                self._output]
+
+    def _output(self, y: torch.Tensor) -> torch.Tensor:
+        y = self.deconv3(y)
+        return y if self.output_norm is None else OUTPUT_CENTRE + OUTPUT_SPREAD * self.output_norm(y)

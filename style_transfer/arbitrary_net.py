@@ -95,8 +95,8 @@ class ArbitraryTransformerNet(TransformerNet):
     or `forward(x, style_params=P)` (B x P, or 1 x P for all: e.g. for an export that takes the style as input)."""
 
     def __init__(self, loss_network: str, input_features: int, fingerprint: Sequence[float],
-                 style_size: int = STYLE_SIZE):
-        super().__init__()
+                 style_size: int = STYLE_SIZE, output_norm: bool = False):
+        super().__init__(output_norm)  # its scale and shift predicted like every other norm's (transformer_net.py)
         self.loss_network, self.input_features = loss_network, input_features
         self.fingerprint, self.style_size = [float(f) for f in fingerprint], style_size
         self.norm_names: list[str] = []
@@ -111,7 +111,8 @@ class ArbitraryTransformerNet(TransformerNet):
     def settings(self) -> dict:
         """What the model file records beside the weights: what the predictor's input needs."""
         return {"loss_network": self.loss_network, "input_features": self.input_features,
-                "fingerprint": list(self.fingerprint), "style_size": self.style_size}
+                "fingerprint": list(self.fingerprint), "style_size": self.style_size,
+                "output_norm": self.output_norm is not None}
 
     def split(self, params: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """B x P as each norm's (scale, shift), B x C each."""
@@ -193,7 +194,7 @@ def to_conditional(model: ArbitraryTransformerNet, params: torch.Tensor,
                    names: Sequence[str]) -> ConditionalTransformerNet:
     """A conditional network of len(names) styles whose styles are these predicted ones (N x P), in eval mode:
     the convolutions are the arbitrary model's, the predictor is left behind."""
-    conditional = ConditionalTransformerNet(names)
+    conditional = ConditionalTransformerNet(names, model.output_norm is not None)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("predictor.")}
     for name, (scale, shift) in zip(model.norm_names, model.split(params.detach().float().cpu()), strict=True):
         state[f"{name}.weight"], state[f"{name}.bias"] = scale.clone(), shift.clone()
@@ -209,7 +210,9 @@ def arbitrary_settings_of(raw: object) -> dict | None:
     keys = {"loss_network": str, "input_features": int, "fingerprint": list, "style_size": int}
     if not isinstance(settings, dict) or not all(isinstance(settings.get(k), t) for k, t in keys.items()):
         raise ValueError("its arbitrary-style settings are incomplete")
-    return settings
+    if not isinstance(settings.get("output_norm", False), bool):
+        raise ValueError("its arbitrary-style settings are broken (output_norm)")
+    return {"output_norm": False, **settings}  # files from before the output norm have none
 
 
 def identity_params(model: ArbitraryTransformerNet, count: int = 1) -> torch.Tensor:

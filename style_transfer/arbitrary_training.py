@@ -105,7 +105,7 @@ def arbitrary_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
     statistics = probe_statistics(vgg)
     # Rendering reads a whole picture at 1.5 x the crop, the middle of the sizes training crops from.
     model = ArbitraryTransformerNet(args.vgg_weights, statistics.shape[1], fingerprint_of(statistics),
-                                    style_size=round(1.5 * crop))
+                                    style_size=round(1.5 * crop), output_norm=True)
 
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
@@ -165,7 +165,7 @@ def add_style_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
         raise UserError(f"--init-from: {args.init_from} is a plain model with one fixed style; --add-style needs a "
                         "conditional model (train.py --conditional) or an arbitrary-style one (train.py --arbitrary)")
     new_name = style_names(None, [Path(n) for n in old_names] + [picture])[-1]
-    model = ConditionalTransformerNet([*old_names, new_name])
+    model = ConditionalTransformerNet([*old_names, new_name], base.output_norm is not None)
     for name, (scale, shift) in new_rows.items():
         old_scale, old_shift = state.get(f"{name}.weight"), state.get(f"{name}.bias")
         state[f"{name}.weight"] = scale.float() if old_scale is None else torch.cat([old_scale, scale.float()])

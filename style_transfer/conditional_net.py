@@ -69,8 +69,8 @@ class ConditionalInstanceNorm2d(nn.Module):
 class ConditionalTransformerNet(TransformerNet):
     """TransformerNet carrying `len(style_names)` styles; renders the first one until set_style_mix()."""
 
-    def __init__(self, style_names: Sequence[str]):
-        super().__init__()
+    def __init__(self, style_names: Sequence[str], output_norm: bool = False):
+        super().__init__(output_norm)  # with output_norm, that norm is a conditional one too (transformer_net.py)
         if not style_names:
             raise ValueError("a conditional network needs at least one style")
         self.style_names = list(style_names)
@@ -178,9 +178,14 @@ STYLE_NAMES_HELP = ("with --conditional: the styles' names in the model, separat
 def conditional_state(state: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:
     """A plain TransformerNet state_dict as a conditional one in which every one of `count` styles starts as
     that model (each norm's scale and shift repeated per style)."""
-    reference = ConditionalTransformerNet(["style"] * count).state_dict()
+    reference = ConditionalTransformerNet(["style"] * count, has_output_norm(state)).state_dict()
     return {key: tensor.expand_as(reference[key]).clone() if tensor.dim() == 1 and reference[key].dim() == 2
             else tensor for key, tensor in state.items()}
+
+
+def has_output_norm(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a (plain or conditional) state_dict is of a network with an output norm (transformer_net.py)."""
+    return "output_norm.weight" in state
 
 
 def style_count_of(state: dict[str, torch.Tensor]) -> int | None:

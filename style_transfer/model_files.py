@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from style_transfer.arbitrary_net import ArbitraryTransformerNet, arbitrary_settings_of
-from style_transfer.conditional_net import ConditionalTransformerNet, style_count_of
+from style_transfer.conditional_net import ConditionalTransformerNet, has_output_norm, style_count_of
 from transformer_net import TransformerNet
 from utils import UserError, require_file, save_json, torch_save
 
@@ -131,14 +131,14 @@ def load_transformer(path: str | Path, device: torch.device | str = "cpu", arbit
 def network_for_state(state: dict[str, torch.Tensor], style_names: list[str] | None = None) -> TransformerNet:
     """An untrained network of the kind `state` holds: plain, or conditional with its number of styles
     (named `style_names`, else style0, style1, ..., as in a training checkpoint)."""
-    count = style_count_of(state)
+    count, output_norm = style_count_of(state), has_output_norm(state)
     if count is None:
-        return TransformerNet()
+        return TransformerNet(output_norm)
     if style_names is None:
         style_names = [f"style{i}" for i in range(count)]
     if len(style_names) != count:
         raise ValueError(f"it names {len(style_names)} styles but holds {count}")
-    return ConditionalTransformerNet(style_names)
+    return ConditionalTransformerNet(style_names, output_norm)
 
 
 def _style_names(raw: object) -> list[str] | None:

@@ -20,9 +20,13 @@ from conftest import (
     save_random_model,
     write_noise_image,
 )
-from style_transfer import arbitrary_net, model_files
+from style_transfer import arbitrary_net, loss_network, model_files
 from style_transfer.arbitrary_net import ArbitraryTransformerNet, StylePredictor
 from style_transfer.conditional_net import ConditionalTransformerNet
+
+# The offline loss network's statistics: their number, and its fingerprint (arbitrary_net.check_loss_network).
+_PROBE = arbitrary_net.probe_statistics(loss_network.load_loss_network("offline"))
+ARBITRARY_INPUTS, OFFLINE_FINGERPRINT = _PROBE.shape[1], arbitrary_net.fingerprint_of(_PROBE)
 
 
 def arbitrary_args(photos: Path, out: Path, *extra: str) -> list[str]:
@@ -91,6 +95,22 @@ def test_the_model_file_holds_transformer_predictor_and_loss_network_and_loads_w
     model = model_files.load_transformer(arbitrary_model, arbitrary=True)
     assert isinstance(model, ArbitraryTransformerNet)
     assert arbitrary_model.stat().st_size < 10e6
+    # Trained with an output norm, whose scale and shift the predictor gives like every other norm's.
+    assert raw["arbitrary"]["output_norm"] is True
+    assert model.predictor.channels[model.norm_names.index("output_norm")] == 3
+
+
+def test_a_model_file_from_before_the_output_norm_loads_and_freezes_without_one(pictures, tmp_path):
+    torch.manual_seed(0)
+    old = ArbitraryTransformerNet("offline", ARBITRARY_INPUTS, OFFLINE_FINGERPRINT, style_size=40)
+    raw = {"arbitrary": old.settings(), "state_dict": old.state_dict()}
+    del raw["arbitrary"]["output_norm"]  # as files of that time hold it
+    torch.save(raw, tmp_path / "old.pth")
+    loaded = model_files.load_transformer(tmp_path / "old.pth", arbitrary=True)
+    assert loaded.output_norm is None and sum(loaded.predictor.channels) == 1600
+    render(pictures, tmp_path / "old.pth", tmp_path / "a.png", "--style-image", f"{pictures}/styles/s0.png",
+           "--save-conditional", str(tmp_path / "frozen.pth"))
+    assert "output_norm.weight" not in load_state(tmp_path / "frozen.pth")["state_dict"]
 
 
 def test_style_pictures_render_as_their_frozen_conditional_model_and_differ(pictures, arbitrary_model, tmp_path):
@@ -165,6 +185,7 @@ def test_add_style_to_an_arbitrary_model_starts_from_its_prediction(pictures, ar
     render(pictures, arbitrary_model, tmp_path / "x.png", "--style-image", str(style),
            "--save-conditional", str(frozen))
     expected = load_state(frozen)["state_dict"]
+    assert "output_norm.weight" in expected  # the output norm's prediction too
     for key, tensor in load_state(out / "models/a.pth")["state_dict"].items():
         torch.testing.assert_close(tensor, expected[key], msg=key)
 

@@ -33,10 +33,12 @@ from transformer_net import InstanceNorm, TransformerNet
 from vgg import gram_matrix, per_image_style_loss, style_loss
 
 
-def two_style_model() -> ConditionalTransformerNet:
-    """random_model(0) with two clearly different styles."""
-    model = ConditionalTransformerNet(["warm", "cold"])
-    model.load_state_dict(conditional_state(random_model(0).state_dict(), 2))
+def two_style_model(output_norm: bool = False) -> ConditionalTransformerNet:
+    """random_model(0) with two clearly different styles (and an output norm: transformer_net.py)."""
+    plain = TransformerNet(output_norm)
+    plain.load_state_dict(random_model(0).state_dict(), strict=not output_norm)  # the output norm's start: 1, 0
+    model = ConditionalTransformerNet(["warm", "cold"], output_norm)
+    model.load_state_dict(conditional_state(plain.state_dict(), 2))
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for norm in model.norms:
@@ -49,7 +51,7 @@ def plain_with_norms_of(model: ConditionalTransformerNet, mix: list[float]) -> T
     """The plain network whose every norm has the mix's weighted sum of the styles' scales and shifts."""
     state = {key: torch.tensor(mix) @ tensor if tensor.dim() == 2 else tensor
              for key, tensor in model.state_dict().items()}
-    plain = TransformerNet().eval()
+    plain = TransformerNet(model.output_norm is not None).eval()
     plain.load_state_dict(state)
     return plain
 
@@ -82,12 +84,25 @@ def test_a_one_style_conditional_network_renders_as_the_plain_network(photos):
         torch.testing.assert_close(conditional.eval()(photos), plain(photos), atol=1e-3, rtol=1e-5)
 
 
+@pytest.mark.parametrize("output_norm", [False, True], ids=["", "output-norm"])
 @pytest.mark.parametrize("mix", [[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]])
-def test_a_mix_renders_as_the_weighted_sum_of_the_styles_scales_and_shifts(photos, mix):
-    model = two_style_model()
+def test_a_mix_renders_as_the_weighted_sum_of_the_styles_scales_and_shifts(photos, mix, output_norm):
+    model = two_style_model(output_norm)
     model.set_style_mix(mix)
     with torch.no_grad():
         torch.testing.assert_close(model(photos), plain_with_norms_of(model, mix)(photos), atol=1e-3, rtol=1e-5)
+
+
+def test_a_model_with_an_output_norm_saves_and_loads_as_one(photos, tmp_path):
+    model = two_style_model(output_norm=True)
+    model_files.save_model(model, tmp_path / "m.pth", {"script": "test"})
+    loaded = model_files.load_transformer(tmp_path / "m.pth")
+    assert isinstance(loaded, ConditionalTransformerNet) and loaded.output_norm is not None
+    for mix in ([1.0, 0.0], [0.3, 0.7]):
+        model.set_style_mix(mix)
+        loaded.set_style_mix(mix)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(photos), model(photos))
 
 
 def test_each_image_of_a_batch_can_have_its_own_mix(photos):

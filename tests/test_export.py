@@ -272,7 +272,8 @@ def arbitrary_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     statistics = arbitrary_net.probe_statistics(loss_network.load_loss_network("offline"))
     torch.manual_seed(0)
     model = arbitrary_net.ArbitraryTransformerNet("offline", statistics.shape[1],
-                                                  arbitrary_net.fingerprint_of(statistics), style_size=40)
+                                                  arbitrary_net.fingerprint_of(statistics), style_size=40,
+                                                  output_norm=True)
     with torch.no_grad():
         model.predictor.head.weight.mul_(60)
         model.deconv3.conv2d.weight.mul_(30)  # output around mid-grey, as a trained model's

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from transformer_net import TransformerNet
+from transformer_net import OUTPUT_CENTRE, OUTPUT_SPREAD, TransformerNet
 
 
 def expected_names() -> list[str]:
@@ -24,6 +24,24 @@ def test_parameter_count_and_names_match_the_example():
     assert sum(p.numel() for p in model.parameters()) == 1_679_235
     assert list(model.state_dict()) == expected_names()
     assert len(model.state_dict()) == 62
+
+
+def test_the_output_norm_sets_each_colours_mean_and_contrast_and_is_off_by_default():
+    """With an output norm (arbitrary-style models) each output colour's mean is OUTPUT_CENTRE + OUTPUT_SPREAD x the
+    norm's shift and its standard deviation OUTPUT_SPREAD x its scale, whatever the convolutions give; its two
+    entries come after the example's, which a network without one (the default) holds alone."""
+    torch.manual_seed(0)
+    model = TransformerNet(output_norm=True).eval()
+    scale, shift = torch.tensor([0.5, 1.0, 2.0]), torch.tensor([-1.0, 0.0, 0.5])
+    with torch.no_grad():
+        model.output_norm.weight.copy_(scale)
+        model.output_norm.bias.copy_(shift)
+        out = model(torch.rand(2, 3, 32, 36) * 255)
+    torch.testing.assert_close(out.mean(dim=(2, 3)), (OUTPUT_CENTRE + OUTPUT_SPREAD * shift).expand(2, 3))
+    torch.testing.assert_close(out.std(dim=(2, 3), unbiased=False), (OUTPUT_SPREAD * scale).expand(2, 3),
+                               rtol=1e-3, atol=1e-3)
+    assert list(model.state_dict()) == [*expected_names(), "output_norm.weight", "output_norm.bias"]
+    assert TransformerNet().output_norm is None
 
 
 def test_layer_shapes():
