@@ -1,16 +1,17 @@
 """Any style from one picture: the arbitrary-style network (after Ghiasi, Lee, Kudlur, Dumoulin and Shlens 2017).
 
 `ArbitraryTransformerNet` is the `TransformerNet` whose every instance norm takes its scale and shift from a
-`StylePredictor` instead of holding them: the predictor maps a style picture to the 3,200 numbers a style is in
-a conditional network (conditional_net.py). Its input is the picture's per-channel mean and standard deviation
-at the loss network's four layers (the statistics AdaIN, Huang and Belongie 2017, shows carry style), log1p-
-compressed (the layers' activations differ by orders of magnitude); then two linear layers down to a bottleneck
-of 100 numbers (Ghiasi's size), the style's embedding; then one linear head for all norms (block-wise the same
-as one head per norm). Why not Ghiasi's Inception-v3 predictor: it needs ImageNet weights we cannot ship or
-fetch, while the loss network is there anyway (train.py needs it), and its statistics work with every loss
-network we have (--vgg-weights imagenet|offline|random|PATH). The head is linear, so mixing embeddings and mixing
-the predicted scales and shifts are one and the same: a mix of pictures is a mix of a conditional network's
-styles (`to_conditional`), at no cost per pixel.
+`StylePredictor` instead of holding them: the predictor maps a style picture to the 3,200 numbers a style is in a
+conditional network (conditional_net.py), 3,206 with the output norm (transformer_net.py), which models trained now
+have: it gives the predictor each output colour's mean and contrast directly (docs/styles.md measures it). Its
+input is the picture's per-channel mean and standard deviation at the loss network's four layers (the statistics
+AdaIN, Huang and Belongie 2017, shows carry style), log1p-compressed (the layers' activations differ by orders of
+magnitude); then two linear layers down to a bottleneck of 100 numbers (Ghiasi's size), the style's embedding; then
+one linear head for all norms (block-wise the same as one head per norm). Why not Ghiasi's Inception-v3 predictor:
+it needs ImageNet weights we cannot ship or fetch, while the loss network is there anyway (train.py needs it), and
+its statistics work with every loss network we have (--vgg-weights imagenet|offline|random|PATH). The head is
+linear, so mixing embeddings and mixing the predicted scales and shifts are one and the same: a mix of pictures is
+a mix of a conditional network's styles (`to_conditional`), at no cost per pixel.
 
 The predictor depends on the loss network it was trained with: the model file records its name, the size of
 its statistics and a fingerprint (the statistics of a fixed seeded probe image), and `check_loss_network`
