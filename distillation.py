@@ -33,7 +33,7 @@ from style_transfer.conditional_net import (
     styles_for_step,
 )
 from style_transfer.loss_network import load_loss_network
-from transformer_net import TransformerNet
+from transformer_net import TransformerNet, state_has_output_norm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     vgg = load_loss_network(args.vgg_weights).to(device)
 
     torch.manual_seed(args.seed)
-    model = ConditionalTransformerNet(names) if args.conditional else TransformerNet()
+    output_norm = initial is not None and state_has_output_norm(initial)  # e.g. a model frozen from an arbitrary one
+    model = ConditionalTransformerNet(names, output_norm) if args.conditional else TransformerNet(output_norm)
     if initial is not None:
         model.load_state_dict(initial)
     active = [(teacher, weight) for teacher, weight in zip(teachers, teacher_weights, strict=True) if weight > 0]

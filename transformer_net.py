@@ -7,8 +7,9 @@ are RGB batches in the 0-255 range.
 The one addition, off by default (so the example's models and ours stay interchangeable), is an output norm:
 an instance norm of the three output colours, `OUTPUT_CENTRE + OUTPUT_SPREAD * output_norm(deconv3(y))`. Its
 scale and shift set each colour's mean and contrast directly. A network that takes its norms' scales and shifts
-from a style picture (the arbitrary-style network, style_transfer/arbitrary_net.py) reproduces a picture's colours
-far more closely with it (docs/styles.md); models that have one hold `output_norm.weight` and `output_norm.bias`.
+from a style picture (the arbitrary-style network, style_transfer/arbitrary_net.py) reached a lower style loss with
+it, nearly all of it in the loss's colour part (docs/styles.md); models that have one hold `output_norm.weight` and
+`output_norm.bias`.
 """
 
 from collections.abc import Callable
@@ -101,6 +102,11 @@ class UpsampleConvLayer(nn.Module):
         return self.conv2d(self.reflection_pad(x))
 
 
+def state_has_output_norm(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a (plain or conditional) state_dict is of a network with an output norm."""
+    return "output_norm.weight" in state
+
+
 class TransformerNet(nn.Module):
     def __init__(self, output_norm: bool = False):
         super().__init__()
@@ -136,10 +142,15 @@ class TransformerNet(nn.Module):
             x = step(x)
         return x[..., :height, :width]
 
+    @property
+    def has_output_norm(self) -> bool:
+        return self.output_norm is not None
+
     def steps(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """The network after its padding, in the order forward() runs it: each step ends after a normalisation and
-        its ReLU, a residual block or the last convolution, so that a caller can run the first few alone (tiled
-        rendering's exact statistics need the network only up to the layer they measure)."""
+        its ReLU, a residual block or the last convolution (and the output norm, if any), so that a caller can run
+        the first few alone (tiled rendering's exact statistics need the network only up to the layer they
+        measure)."""
         return [lambda y: self.relu(self.in1(self.conv1(y))),
                 lambda y: self.relu(self.in2(self.conv2(y))),
                 lambda y: self.relu(self.in3(self.conv3(y))),

@@ -1,8 +1,9 @@
 """What rendering with --style-image costs against a conditional model: the one-off prediction (loss network
 built, picture read through it, predictor), and frames per second at 1280x720 of the network the prediction gives
-against a conditional model of the same architecture (models/all-styles.pth), alternated A/B/B/A, --rounds times,
-in one run. The extra time per frame is taken from the median block of each: on a shared machine a block now and
-then runs 10% slower or faster than its neighbours, which a mean of few blocks carries into the figure.
+against a conditional model (models/all-styles.pth: the same architecture, without the output norm a model
+predicted by a newer arbitrary one has), alternated A/B/B/A, --rounds times, in one run. The extra time per frame
+is taken from the median block of each: on the project's machine a block now and then runs 10% slower or faster
+than its neighbours, which a mean of few blocks carries into the figure.
 
     python benchmarks/arbitrary_render.py --style-image images/style-images/stained-glass.png --json out.json
 """

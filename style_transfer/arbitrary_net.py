@@ -113,7 +113,7 @@ class ArbitraryTransformerNet(TransformerNet):
         """What the model file records beside the weights: what the predictor's input needs."""
         return {"loss_network": self.loss_network, "input_features": self.input_features,
                 "fingerprint": list(self.fingerprint), "style_size": self.style_size,
-                "output_norm": self.output_norm is not None}
+                "output_norm": self.has_output_norm}
 
     def split(self, params: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """B x P as each norm's (scale, shift), B x C each."""
@@ -195,7 +195,7 @@ def to_conditional(model: ArbitraryTransformerNet, params: torch.Tensor,
                    names: Sequence[str]) -> ConditionalTransformerNet:
     """A conditional network of len(names) styles whose styles are these predicted ones (N x P), in eval mode:
     the convolutions are the arbitrary model's, the predictor is left behind."""
-    conditional = ConditionalTransformerNet(names, model.output_norm is not None)
+    conditional = ConditionalTransformerNet(names, model.has_output_norm)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("predictor.")}
     for name, (scale, shift) in zip(model.norm_names, model.split(params.detach().float().cpu()), strict=True):
         state[f"{name}.weight"], state[f"{name}.bias"] = scale.clone(), shift.clone()
@@ -213,6 +213,10 @@ def arbitrary_settings_of(raw: object) -> dict | None:
         raise ValueError("its arbitrary-style settings are incomplete")
     if not isinstance(settings.get("output_norm", False), bool):
         raise ValueError("its arbitrary-style settings are broken (output_norm)")
+    unknown = sorted(settings.keys() - keys.keys() - {"output_norm"})
+    if unknown:
+        raise ValueError(f"its arbitrary-style settings hold {', '.join(unknown)}, unknown here (a newer version's "
+                         "file?)")
     return {"output_norm": False, **settings}  # files from before the output norm have none
 
 

@@ -165,7 +165,7 @@ def add_style_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
         raise UserError(f"--init-from: {args.init_from} is a plain model with one fixed style; --add-style needs a "
                         "conditional model (train.py --conditional) or an arbitrary-style one (train.py --arbitrary)")
     new_name = style_names(None, [Path(n) for n in old_names] + [picture])[-1]
-    model = ConditionalTransformerNet([*old_names, new_name], base.output_norm is not None)
+    model = ConditionalTransformerNet([*old_names, new_name], base.has_output_norm)
     for name, (scale, shift) in new_rows.items():
         old_scale, old_shift = state.get(f"{name}.weight"), state.get(f"{name}.bias")
         state[f"{name}.weight"] = scale.float() if old_scale is None else torch.cat([old_scale, scale.float()])

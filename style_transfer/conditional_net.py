@@ -1,9 +1,9 @@
 """One network, N styles: conditional instance normalisation (Dumoulin, Shlens and Kudlur, ICLR 2017).
 
 `ConditionalTransformerNet` is the `TransformerNet` with every instance-norm layer replaced by a
-`ConditionalInstanceNorm2d`: the same convolutions, shared by all styles, and per style one scale and one shift
-per channel (3,200 numbers a style, 0.19% of the network). A style, or any mix of styles, is the weighted sum
-of the styles' scales and shifts, so mixing costs nothing per pixel.
+`ConditionalInstanceNorm2d`: the same convolutions, shared by all styles, and per style one scale and one shift per
+channel (3,200 numbers a style, 0.19% of the network; 3,206 with an output norm, transformer_net.py). A style, or any
+mix of styles, is the weighted sum of the styles' scales and shifts, so mixing costs nothing per pixel.
 
 The state_dict has the plain network's names; only the norms' `weight` and `bias` have a leading style
 dimension (`in1.weight` is N x 32 instead of 32). Each conditional norm normalises with the plain network's
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from style_transfer.training_data import EpochBatchSampler
-from transformer_net import InstanceNorm, TransformerNet
+from transformer_net import InstanceNorm, TransformerNet, state_has_output_norm
 from utils import UserError
 
 
@@ -178,14 +178,9 @@ STYLE_NAMES_HELP = ("with --conditional: the styles' names in the model, separat
 def conditional_state(state: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:
     """A plain TransformerNet state_dict as a conditional one in which every one of `count` styles starts as
     that model (each norm's scale and shift repeated per style)."""
-    reference = ConditionalTransformerNet(["style"] * count, has_output_norm(state)).state_dict()
+    reference = ConditionalTransformerNet(["style"] * count, state_has_output_norm(state)).state_dict()
     return {key: tensor.expand_as(reference[key]).clone() if tensor.dim() == 1 and reference[key].dim() == 2
             else tensor for key, tensor in state.items()}
-
-
-def has_output_norm(state: dict[str, torch.Tensor]) -> bool:
-    """Whether a (plain or conditional) state_dict is of a network with an output norm (transformer_net.py)."""
-    return "output_norm.weight" in state
 
 
 def style_count_of(state: dict[str, torch.Tensor]) -> int | None:

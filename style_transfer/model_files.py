@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from style_transfer.arbitrary_net import ArbitraryTransformerNet, arbitrary_settings_of
-from style_transfer.conditional_net import ConditionalTransformerNet, has_output_norm, style_count_of
-from transformer_net import TransformerNet
+from style_transfer.conditional_net import ConditionalTransformerNet, style_count_of
+from transformer_net import TransformerNet, state_has_output_norm
 from utils import UserError, require_file, save_json, torch_save
 
 
@@ -131,7 +131,7 @@ def load_transformer(path: str | Path, device: torch.device | str = "cpu", arbit
 def network_for_state(state: dict[str, torch.Tensor], style_names: list[str] | None = None) -> TransformerNet:
     """An untrained network of the kind `state` holds: plain, or conditional with its number of styles
     (named `style_names`, else style0, style1, ..., as in a training checkpoint)."""
-    count, output_norm = style_count_of(state), has_output_norm(state)
+    count, output_norm = style_count_of(state), state_has_output_norm(state)
     if count is None:
         return TransformerNet(output_norm)
     if style_names is None:

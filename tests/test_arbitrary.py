@@ -23,6 +23,7 @@ from conftest import (
 from style_transfer import arbitrary_net, loss_network, model_files
 from style_transfer.arbitrary_net import ArbitraryTransformerNet, StylePredictor
 from style_transfer.conditional_net import ConditionalTransformerNet
+from utils import UserError
 
 # The offline loss network's statistics: their number, and its fingerprint (arbitrary_net.check_loss_network).
 _PROBE = arbitrary_net.probe_statistics(loss_network.load_loss_network("offline"))
@@ -107,10 +108,21 @@ def test_a_model_file_from_before_the_output_norm_loads_and_freezes_without_one(
     del raw["arbitrary"]["output_norm"]  # as files of that time hold it
     torch.save(raw, tmp_path / "old.pth")
     loaded = model_files.load_transformer(tmp_path / "old.pth", arbitrary=True)
-    assert loaded.output_norm is None and sum(loaded.predictor.channels) == 1600
+    assert not loaded.has_output_norm and sum(loaded.predictor.channels) == 1600
     render(pictures, tmp_path / "old.pth", tmp_path / "a.png", "--style-image", f"{pictures}/styles/s0.png",
            "--save-conditional", str(tmp_path / "frozen.pth"))
     assert "output_norm.weight" not in load_state(tmp_path / "frozen.pth")["state_dict"]
+
+
+@pytest.mark.parametrize("settings,reason", [({"output_norm": "yes"}, "broken (output_norm)"),
+                                             ({"blend": 1}, "hold blend, unknown here"),
+                                             ({"style_size": None}, "incomplete")])
+def test_a_model_file_with_broken_settings_is_refused_in_one_line(tmp_path, settings, reason):
+    model = ArbitraryTransformerNet("offline", ARBITRARY_INPUTS, OFFLINE_FINGERPRINT, output_norm=True)
+    torch.save({"arbitrary": {**model.settings(), **settings}, "state_dict": model.state_dict()}, tmp_path / "m.pth")
+    with pytest.raises(UserError, match="is not a TransformerNet model: its arbitrary-style settings") as caught:
+        model_files.load_transformer(tmp_path / "m.pth", arbitrary=True)
+    assert reason in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_style_pictures_render_as_their_frozen_conditional_model_and_differ(pictures, arbitrary_model, tmp_path):

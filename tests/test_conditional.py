@@ -51,7 +51,7 @@ def plain_with_norms_of(model: ConditionalTransformerNet, mix: list[float]) -> T
     """The plain network whose every norm has the mix's weighted sum of the styles' scales and shifts."""
     state = {key: torch.tensor(mix) @ tensor if tensor.dim() == 2 else tensor
              for key, tensor in model.state_dict().items()}
-    plain = TransformerNet(model.output_norm is not None).eval()
+    plain = TransformerNet(model.has_output_norm).eval()
     plain.load_state_dict(state)
     return plain
 
@@ -97,7 +97,7 @@ def test_a_model_with_an_output_norm_saves_and_loads_as_one(photos, tmp_path):
     model = two_style_model(output_norm=True)
     model_files.save_model(model, tmp_path / "m.pth", {"script": "test"})
     loaded = model_files.load_transformer(tmp_path / "m.pth")
-    assert isinstance(loaded, ConditionalTransformerNet) and loaded.output_norm is not None
+    assert isinstance(loaded, ConditionalTransformerNet) and loaded.has_output_norm
     for mix in ([1.0, 0.0], [0.3, 0.7]):
         model.set_style_mix(mix)
         loaded.set_style_mix(mix)

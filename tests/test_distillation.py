@@ -18,6 +18,7 @@ from conftest import (
     write_noise_image,
 )
 from style_transfer import image_io, model_files
+from transformer_net import TransformerNet
 
 
 @pytest.fixture
@@ -118,6 +119,21 @@ def test_init_from_starts_the_student_at_that_model(tmp_path, fixed_batch_dir, t
     start = torch.load(teachers[0], weights_only=True)
     for k in start:
         torch.testing.assert_close(student[k], start[k], rtol=0, atol=1e-20, msg=k)
+
+
+def test_init_from_a_model_with_an_output_norm_gives_the_student_one(tmp_path, fixed_batch_dir, teachers):
+    """As a model frozen from an arbitrary-style one has (transformer_net.py): the student failed to load it."""
+    start_model = TransformerNet(output_norm=True)
+    start_model.load_state_dict(torch.load(teachers[0], weights_only=True), strict=False)
+    with torch.no_grad():
+        start_model.output_norm.bias.fill_(0.5)
+    model_files.save_model(start_model, tmp_path / "start.pth", {"script": "test"})
+    distillation.main(distil_args(fixed_batch_dir, tmp_path, "--teachers", str(teachers[1]),
+                                  "--init-from", str(tmp_path / "start.pth"), "--max-steps", "1", "--lr", "1e-30"))
+    student = torch.load(tmp_path / "models/student.pth", weights_only=True)
+    assert student.keys() == start_model.state_dict().keys()
+    for k, tensor in start_model.state_dict().items():
+        torch.testing.assert_close(student[k], tensor, rtol=0, atol=1e-20, msg=k)
 
 
 @pytest.mark.parametrize("case", ["missing teacher", "not a model", "weight count", "no teachers"])

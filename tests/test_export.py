@@ -276,8 +276,6 @@ def arbitrary_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                   output_norm=True)
     with torch.no_grad():
         model.predictor.head.weight.mul_(60)
-        model.deconv3.conv2d.weight.mul_(30)  # output around mid-grey, as a trained model's
-        model.deconv3.conv2d.bias.fill_(128)
     path = tmp_path_factory.mktemp("arbitrary") / "any.pth"
     model_files.save_model(model, path, {"script": "tests/test_export.py"})
     return path

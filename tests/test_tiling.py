@@ -62,15 +62,18 @@ def test_an_image_no_larger_than_the_tile_is_rendered_whole(tmp_path, model_file
     np.testing.assert_array_equal(render(model_file, content, tmp_path / "tile 4096.png", "--tile", "4096"), whole)
 
 
-def test_exact_statistics_are_the_whole_images(tmp_path):
-    model = random_model()
+@pytest.mark.parametrize("output_norm", [False, True], ids=["", "output-norm"])
+def test_exact_statistics_are_the_whole_images(tmp_path, output_norm):
+    """Every norm's, in the order the network runs them: with an output norm (transformer_net.py) it is the 16th."""
+    model = TransformerNet(output_norm).eval()
+    model.load_state_dict(random_model().state_dict(), strict=not output_norm)
     renderer = tiling.TiledRenderer(model, "fp32")
     pixels = np.asarray(Image.open(write_noise_image(tmp_path / "c.png", 150, 290, seed=2)).convert("RGB"))
     whole = renderer.sampled_statistics(pixels)  # the image is smaller than the sample: its own statistics
     rows, columns = tiling.Axis.plan(152, 128, False), tiling.Axis.plan(292, 128, False)
     assert len(rows.starts) > 1 and len(columns.starts) > 1
     exact = renderer.exact_statistics(pixels, rows, columns, bar=_NoBar())
-    assert len(exact) == len(whole) == 15
+    assert len(exact) == len(whole) == 15 + output_norm
     for (mean, variance), (whole_mean, whole_variance) in zip(exact, whole, strict=True):
         # the same to rounding, apart from the tiles' edges, whose reflection padding reaches a little way in
         assert ((mean - whole_mean).abs() / whole_variance.sqrt()).max() < 1e-3
@@ -78,8 +81,9 @@ def test_exact_statistics_are_the_whole_images(tmp_path):
 
 
 def test_the_exact_pass_runs_each_tile_only_up_to_the_layer_it_measures(tmp_path):
-    """Measuring layer k needs the network only up to layer k: the last convolution (after the last norm) never
-    runs, and the earlier a layer, the fewer steps run for it (the exact pass's cost)."""
+    """Measuring layer k needs the network only up to layer k: the last convolution (after the last norm, in a
+    network without an output norm) never runs, and the earlier a layer, the fewer steps run for it (the exact
+    pass's cost)."""
     renderer = tiling.TiledRenderer(random_model(), "fp32")
     pixels = np.asarray(Image.open(write_noise_image(tmp_path / "c.png", 150, 150, seed=3)).convert("RGB"))
     calls = {"conv1": 0, "deconv3": 0}

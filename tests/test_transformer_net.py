@@ -41,7 +41,7 @@ def test_the_output_norm_sets_each_colours_mean_and_contrast_and_is_off_by_defau
     torch.testing.assert_close(out.std(dim=(2, 3), unbiased=False), (OUTPUT_SPREAD * scale).expand(2, 3),
                                rtol=1e-3, atol=1e-3)
     assert list(model.state_dict()) == [*expected_names(), "output_norm.weight", "output_norm.bias"]
-    assert TransformerNet().output_norm is None
+    assert not TransformerNet().has_output_norm
 
 
 def test_layer_shapes():
