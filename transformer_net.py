@@ -8,7 +8,7 @@ The one addition, off by default (so the example's models and ours stay intercha
 an instance norm of the three output colours, `OUTPUT_CENTRE + OUTPUT_SPREAD * output_norm(deconv3(y))`. Its
 scale and shift set each colour's mean and contrast directly. A network that takes its norms' scales and shifts
 from a style picture (the arbitrary-style network, style_transfer/arbitrary_net.py) reached a lower style loss with
-it, nearly all of it in the loss's colour part (docs/styles.md); models that have one hold `output_norm.weight` and
+it, most of it in the loss's colour part (docs/styles.md); models that have one hold `output_norm.weight` and
 `output_norm.bias`.
 """
 
