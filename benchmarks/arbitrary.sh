@@ -13,13 +13,15 @@
 #   heldout    the comparison of scaling on pictures of the generator of its training set drawn with another seed
 #              (make_style_set.py --seed 1, in data/): styles never seen, of the kind it saw; set beside the
 #              paintings' figures, how much of the gap is the difference between generated and painted styles;
+#   seeds      scaling's and heldout's comparisons of the 1000-step model trained with each other seed of SEEDS (its
+#              training run's --seed; the dedicated models stay as they are): the spread one seed gives;
 #   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
 #              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
 #              one after the other, so that steps and time compare within one run;
 #   render     rendering with --style-image against a conditional model at 1280x720 (benchmarks/arbitrary_render.py).
 # Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv,log},
 # dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>{,-cosine}.json,
-# any-style-vs-dedicated-heldout-<SCALING_STEPS>.json.
+# any-style-vs-dedicated-heldout-<SCALING_STEPS>.json, any-style-vs-dedicated{,-heldout}-<SCALING_STEPS>-seed<S>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
@@ -31,9 +33,10 @@ ADD_STEPS="${ADD_STEPS:-180}"
 # learning-rates.log: the style loss after 180 steps at 2e-3, 1e-2, 4e-2 and 1e-1; chosen on this measurement)
 ADD_LEARNING_RATE="${ADD_LEARNING_RATE:-1e-1}"
 SCALING_STEPS="${SCALING_STEPS:-1000}"
+SEEDS="${SEEDS:-1}"  # the seeds part's other seeds (the models of the other parts have seed 0)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-ONLY="${ONLY:-unseen dedicated add-style render scaling heldout}"
+ONLY="${ONLY:-unseen dedicated add-style render scaling heldout seeds}"
 if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
 # the settings of models/any-style.pth and of the bundled dedicated models (tools/make_demo_models.sh)
 recipe=(--datapath "$DATAPATH" --image-size 128 --batch-size 2 --learning-rate 2e-3 --epochs 100000 --seed 0
@@ -79,17 +82,19 @@ if [[ " $ONLY " == *" dedicated "* ]]; then
     dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json constant \
         "$UNSEEN_DIR"/*.jpg
 fi
-# models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU: cosine schedule) with SCALING_STEPS steps,
-# trained into data/ when missing
-small="data/any-style-$SCALING_STEPS"
+# small_model [SEED]: models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU: cosine schedule) with
+# SCALING_STEPS steps and --seed SEED (default 0), trained into data/ when missing; sets $small to its folder
 small_model() {
+    local seed=${1:-0}
+    small="data/any-style-$SCALING_STEPS"
+    if [ "$seed" != 0 ]; then small="$small-seed$seed"; fi
     if [ "$(recipe_of "$small/any-style.json")" != "$SCALING_STEPS cosine" ] || [ ! -f "$small/any-style.pth" ]; then
         if [ ! -d data/style-set ]; then
             "$PYTHON" tools/make_style_set.py --output data/style-set --count 300 --size 192  # as make_demo_models.sh
         fi
         "$PYTHON" train.py "${recipe[@]}" --precision auto --save-fp16 --arbitrary --style-dir data/style-set \
-            --lr-schedule cosine --max-steps "$SCALING_STEPS" --log-dir "$small/logs" \
-            --checkpoint-dir "$WORK/checkpoints-small" \
+            --lr-schedule cosine --max-steps "$SCALING_STEPS" --seed "$seed" --log-dir "$small/logs" \
+            --checkpoint-dir "$WORK/checkpoints-small-$seed" \
             --save-dir "$small" --savename any-style.pth
     fi
 }
@@ -101,12 +106,25 @@ if [[ " $ONLY " == *" scaling "* ]]; then
     dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS-cosine" \
         "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-cosine.json" cosine "$UNSEEN_DIR"/*.jpg
 fi
+heldout=data/style-set-heldout
+heldout_set() {
+    if [ ! -d "$heldout" ]; then "$PYTHON" tools/make_style_set.py --output "$heldout" --count 5 --size 192 --seed 1; fi
+}
 if [[ " $ONLY " == *" heldout "* ]]; then
     small_model
-    heldout=data/style-set-heldout
-    if [ ! -d "$heldout" ]; then "$PYTHON" tools/make_style_set.py --output "$heldout" --count 5 --size 192 --seed 1; fi
+    heldout_set
     dedicated "$small/any-style.pth" "$SCALING_STEPS" data/dedicated-heldout-"$SCALING_STEPS" \
         "benchmarks/any-style-vs-dedicated-heldout-$SCALING_STEPS.json" constant "$heldout"/*.png
+fi
+if [[ " $ONLY " == *" seeds "* ]]; then
+    heldout_set
+    for seed in $SEEDS; do
+        small_model "$seed"
+        dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS" \
+            "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-seed$seed.json" constant "$UNSEEN_DIR"/*.jpg
+        dedicated "$small/any-style.pth" "$SCALING_STEPS" data/dedicated-heldout-"$SCALING_STEPS" \
+            "benchmarks/any-style-vs-dedicated-heldout-$SCALING_STEPS-seed$seed.json" constant "$heldout"/*.png
+    done
 fi
 if [[ " $ONLY " == *" add-style "* ]]; then
     # logged every 20 steps, so that both runs' last rows are means of 20 steps (180 = 9 x 20, 900 = 45 x 20)
