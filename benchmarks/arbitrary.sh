@@ -143,6 +143,6 @@ if [[ " $ONLY " == *" add-style "* ]]; then
         | tee benchmarks/add-style-stained-glass.log
 fi
 if [[ " $ONLY " == *" render "* ]]; then
-    "$PYTHON" benchmarks/arbitrary_render.py --style-image images/style-images/brush-strokes.jpg --device cpu --frames 3 --rounds 4 \
-        --json benchmarks/any-style-render.json
+    "$PYTHON" benchmarks/arbitrary_render.py --style-image images/style-images/brush-strokes.jpg --device cpu \
+        --frames 3 --rounds 4 --json benchmarks/any-style-render.json
 fi

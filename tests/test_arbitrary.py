@@ -1,6 +1,7 @@
 """Arbitrary-style models (train.py --arbitrary, render_* --style-image) and train.py --add-style, at tiny sizes
 with the offline loss network."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -25,9 +26,12 @@ from style_transfer.arbitrary_net import ArbitraryTransformerNet, StylePredictor
 from style_transfer.conditional_net import ConditionalTransformerNet
 from utils import UserError
 
-# The offline loss network's statistics: their number, and its fingerprint (arbitrary_net.check_loss_network).
-_PROBE = arbitrary_net.probe_statistics(loss_network.load_loss_network("offline"))
-ARBITRARY_INPUTS, OFFLINE_FINGERPRINT = _PROBE.shape[1], arbitrary_net.fingerprint_of(_PROBE)
+
+@functools.cache
+def offline_predictor_input() -> tuple[int, list[float]]:
+    """The offline loss network's number of statistics and its fingerprint (arbitrary_net.check_loss_network)."""
+    probe = arbitrary_net.probe_statistics(loss_network.load_loss_network("offline"))
+    return probe.shape[1], arbitrary_net.fingerprint_of(probe)
 
 
 def arbitrary_args(photos: Path, out: Path, *extra: str) -> list[str]:
@@ -103,7 +107,7 @@ def test_the_model_file_holds_transformer_predictor_and_loss_network_and_loads_w
 
 def test_a_model_file_from_before_the_output_norm_loads_and_freezes_without_one(pictures, tmp_path):
     torch.manual_seed(0)
-    old = ArbitraryTransformerNet("offline", ARBITRARY_INPUTS, OFFLINE_FINGERPRINT, style_size=40)
+    old = ArbitraryTransformerNet("offline", *offline_predictor_input(), style_size=40)
     raw = {"arbitrary": old.settings(), "state_dict": old.state_dict()}
     del raw["arbitrary"]["output_norm"]  # as files of that time hold it
     torch.save(raw, tmp_path / "old.pth")
@@ -118,7 +122,7 @@ def test_a_model_file_from_before_the_output_norm_loads_and_freezes_without_one(
                                              ({"blend": 1}, "hold blend, unknown here"),
                                              ({"style_size": None}, "incomplete")])
 def test_a_model_file_with_broken_settings_is_refused_in_one_line(tmp_path, settings, reason):
-    model = ArbitraryTransformerNet("offline", ARBITRARY_INPUTS, OFFLINE_FINGERPRINT, output_norm=True)
+    model = ArbitraryTransformerNet("offline", *offline_predictor_input(), output_norm=True)
     torch.save({"arbitrary": {**model.settings(), **settings}, "state_dict": model.state_dict()}, tmp_path / "m.pth")
     with pytest.raises(UserError, match="is not a TransformerNet model: its arbitrary-style settings") as caught:
         model_files.load_transformer(tmp_path / "m.pth", arbitrary=True)
