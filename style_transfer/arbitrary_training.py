@@ -104,8 +104,14 @@ def arbitrary_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
     torch.manual_seed(args.seed)
     statistics = probe_statistics(vgg)
     # Rendering reads a whole picture at 1.5 x the crop, the middle of the sizes training crops from.
-    model = ArbitraryTransformerNet(args.vgg_weights, statistics.shape[1], fingerprint_of(statistics),
-                                    style_size=round(1.5 * crop), output_norm=True)
+    def network(output_norm: bool) -> ArbitraryTransformerNet:
+        return ArbitraryTransformerNet(args.vgg_weights, statistics.shape[1], fingerprint_of(statistics),
+                                       style_size=round(1.5 * crop), output_norm=output_norm)
+
+    model = network(output_norm=True)
+    if args.resume and started_without_output_norm(args.resume, model):
+        warn(f"--resume: {args.resume} is of a run started without the output norm: it goes on without one")
+        model = network(output_norm=False)
 
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
@@ -132,6 +138,15 @@ def arbitrary_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
                   "tv_weight": args.tv_weight, "seed": args.seed}
     settings = {"--style-dir": training_checkpoint.paths_setting(paths), "--style-size": str(crop)}
     return model, compute_losses, provenance, settings
+
+
+def started_without_output_norm(checkpoint: str, model: ArbitraryTransformerNet) -> bool:
+    """Whether --resume names a checkpoint of an --arbitrary run started before such runs had an output norm (as
+    `model` has): its predictor's head gives the output norm's 3 scales and 3 shifts fewer. Such a run goes on as it
+    started; any other mismatch is load_checkpoint's to report."""
+    head = model_files.checkpoint_model_state(checkpoint).get("predictor.head.weight")
+    expected = model.predictor.head.weight.shape
+    return model.has_output_norm and head is not None and tuple(head.shape) == (expected[0] - 6, expected[1])
 
 
 def loss_terms(args: argparse.Namespace, stylised: torch.Tensor, features, content_relu2_2: torch.Tensor,

@@ -207,6 +207,17 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None) -> d
     return checkpoint
 
 
+def checkpoint_model_state(path: str | Path) -> dict:
+    """A training checkpoint's model state, unchecked ({} where it has none or cannot be read): to choose the
+    network that load_checkpoint then checks it against."""
+    try:
+        checkpoint = _load_weights(require_file(path, "--resume"))
+    except ValueError:
+        return {}
+    state = checkpoint.get("model") if isinstance(checkpoint, dict) else None
+    return state if isinstance(state, dict) else {}
+
+
 def _kind(style_count: int | None) -> str:
     return "a plain model" if style_count is None else f"a conditional model of {style_count} styles"
 

@@ -21,7 +21,7 @@ from conftest import (
     save_random_model,
     write_noise_image,
 )
-from style_transfer import arbitrary_net, loss_network, model_files
+from style_transfer import arbitrary_net, arbitrary_training, loss_network, model_files
 from style_transfer.arbitrary_net import ArbitraryTransformerNet, StylePredictor
 from style_transfer.conditional_net import ConditionalTransformerNet
 from utils import UserError
@@ -217,6 +217,23 @@ def test_an_arbitrary_run_resumes_exactly(pictures, tmp_path):
     full, part = (load_state(tmp_path / f"{run}/models/m.pth")["state_dict"] for run in ("full", "part"))
     for key in full:
         torch.testing.assert_close(part[key], full[key], atol=1e-5, rtol=0, msg=key)
+
+
+@pytest.mark.slow
+def test_a_run_started_before_the_output_norm_resumes_exactly_without_one(pictures, tmp_path, monkeypatch):
+    common = ("--arbitrary", "--style-dir", str(pictures / "styles"), "--checkpoint-interval", "2", "--savename", "m",
+              "--epochs", "3")
+    with monkeypatch.context() as before:  # train.py as it was: arbitrary networks without the output norm
+        before.setattr(arbitrary_training, "ArbitraryTransformerNet",
+                       lambda *args, **kwargs: ArbitraryTransformerNet(*args, **{**kwargs, "output_norm": False}))
+        train.main(arbitrary_args(pictures / "photos", tmp_path / "full", *common, "--max-steps", "3"))
+        train.main(arbitrary_args(pictures / "photos", tmp_path / "part", *common, "--max-steps", "2"))
+    train.main(arbitrary_args(pictures / "photos", tmp_path / "part", *common, "--max-steps", "3", "--resume",
+                              str(tmp_path / "part/checkpoints/m_step0000002.pth")))
+    full, part = (load_state(tmp_path / f"{run}/models/m.pth") for run in ("full", "part"))
+    assert part["arbitrary"]["output_norm"] is False
+    for key in full["state_dict"]:
+        torch.testing.assert_close(part["state_dict"][key], full["state_dict"][key], atol=1e-5, rtol=0, msg=key)
 
 
 def test_the_style_pictures_are_augmented_crops_of_random_sizes():
