@@ -1,9 +1,17 @@
-"""What rendering with --style-image costs against a conditional model: the one-off prediction (loss network
-built, picture read through it, predictor), and frames per second at 1280x720 of the network the prediction gives
-against a conditional model (models/all-styles.pth: the same architecture, without the output norm a model
-predicted by a newer arbitrary one has), alternated A/B/B/A, --rounds times, in one run. The extra time per frame
-is taken from the median block of each: on the project's machine a block now and then runs 10% slower or faster
-than its neighbours, which a mean of few blocks carries into the figure.
+"""What rendering with --style-image costs against a conditional model, at 1280x720, in one run.
+
+Two costs, each timed alternately against its counterpart:
+- once per image or video, `setup`: the arbitrary model loaded, the loss network built, the picture read through
+  it and the predictor (what render_image.py --style-image does before its first frame), against a conditional
+  model loaded (models/all-styles.pth);
+- per frame: the network the prediction gives, against two conditional networks: its twin (the same weights
+  without the output norm that newer arbitrary models have: the architecture's cost alone) and
+  models/all-styles.pth (another model, the one a user would otherwise render); and, counted, the output norm's
+  arithmetic against the convolutions'.
+After an untimed round, blocks of --frames frames run in the order A B C C B A, --rounds times. On the project's
+shared machine a block now and then runs 10% slower or faster than its neighbours, so each round gives one ratio
+per counterpart (the summed time of its two blocks against the --style-image network's two), and the figure is the
+median round.
 
     python benchmarks/arbitrary_render.py --style-image images/style-images/stained-glass.png --json out.json
 """
@@ -22,15 +30,63 @@ sys.path.insert(0, str(ROOT))
 import utils  # noqa: E402
 from style_transfer import image_io, model_files, rendering  # noqa: E402
 from style_transfer.arbitrary_net import check_loss_network, predict, to_conditional  # noqa: E402
+from style_transfer.conditional_net import ConditionalTransformerNet  # noqa: E402
 from style_transfer.loss_network import load_loss_network  # noqa: E402
 
+# the output norm per colour value: sum and sum of squares for its statistics, then subtract, scale, shift (x2)
+OUTPUT_NORM_OPS_PER_ELEMENT = 8
+STYLE_IMAGE, TWIN, CONDITIONAL = "--style-image", "twin without the output norm", "conditional (all-styles.pth)"
 
-def frames_per_second(model: torch.nn.Module, batch: torch.Tensor, precision: str, frames: int) -> float:
-    rendering.stylize(model, batch, precision)  # warm-up
+
+def predicted_network(model_path: str, style_image: str, device: torch.device) -> ConditionalTransformerNet:
+    """What render_image.py --style-image builds before its first frame."""
+    arbitrary = model_files.load_transformer(model_path, device, arbitrary=True)
+    loss_network = load_loss_network(arbitrary.loss_network).to(device)
+    check_loss_network(arbitrary, loss_network, arbitrary.loss_network, model_path)
+    return to_conditional(arbitrary, predict(arbitrary, loss_network, [image_io.load_rgb(style_image)]), ["picture"])
+
+
+def without_output_norm(model: ConditionalTransformerNet) -> ConditionalTransformerNet:
+    """The same weights in a conditional network without the output norm."""
+    twin = ConditionalTransformerNet(model.style_names, output_norm=False).to(next(model.parameters()).device)
+    twin.load_state_dict({key: value for key, value in model.state_dict().items()
+                          if not key.startswith("output_norm.")})
+    return twin
+
+
+def seconds_of(work, *args) -> float:
     start = time.perf_counter()
-    for _ in range(frames):
-        rendering.stylize(model, batch, precision)
-    return frames / (time.perf_counter() - start)
+    work(*args)
+    return time.perf_counter() - start
+
+
+def frames_seconds(model: torch.nn.Module, batch: torch.Tensor, precision: str, frames: int) -> float:
+    rendering.stylize(model, batch, precision)  # warm-up
+    return seconds_of(lambda: [rendering.stylize(model, batch, precision) for _ in range(frames)]) / frames
+
+
+def round_ratios(seconds: dict[str, list[float]], name: str, rounds: int) -> list[float]:
+    """Each round's extra time of the --style-image network over `name` (two blocks of each in a round)."""
+    return [sum(seconds[STYLE_IMAGE][2 * r:2 * r + 2]) / sum(seconds[name][2 * r:2 * r + 2]) - 1
+            for r in range(rounds)]
+
+
+def arithmetic_shares(model: torch.nn.Module, batch: torch.Tensor) -> dict[str, float]:
+    """Multiply-adds of the convolutions in one pass, and the output norm's elementwise operations against them."""
+    macs = []
+
+    def count(module: torch.nn.Module, _inputs, output: torch.Tensor) -> None:
+        macs.append(output.numel() * module.weight[0].numel())  # each output value: in/groups x k x k
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(batch[:, :, :64, :64])  # the counts scale with the pixels: count at 64x64, scale to the batch
+    for hook in hooks:
+        hook.remove()
+    scale = batch.shape[2] * batch.shape[3] / (64 * 64)
+    conv_flops = 2 * sum(macs) * scale
+    output_norm_ops = OUTPUT_NORM_OPS_PER_ELEMENT * batch[0].numel()
+    return {"conv_gflops_per_frame": conv_flops / 1e9, "output_norm_share": output_norm_ops / conv_flops}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,33 +96,47 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--style-image", required=True, help="the style picture")
     parser.add_argument("--frames", type=utils.positive_int, default=2, help="frames per block (default: %(default)s)")
     parser.add_argument("--rounds", type=utils.positive_int, default=3,
-                        help="how many times the A/B/B/A blocks run (default: %(default)s)")
+                        help="how many times the A B C C B A blocks run (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="(default: %(default)s)")
     parser.add_argument("--precision", default="auto", help="(default: %(default)s)")
     parser.add_argument("--json", default=None, help="write the record here (default: print only)")
     args = parser.parse_args(argv)
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
-    start = time.perf_counter()
-    arbitrary = model_files.load_transformer(args.model, device, arbitrary=True)
-    loss_network = load_loss_network(arbitrary.loss_network).to(device)
-    check_loss_network(arbitrary, loss_network, arbitrary.loss_network, args.model)
-    predicted = to_conditional(arbitrary, predict(arbitrary, loss_network, [image_io.load_rgb(args.style_image)]),
-                               ["picture"])
-    prediction_s = time.perf_counter() - start
-    models = {"--style-image": rendering.prepare_for_rendering(predicted, precision),
-              "conditional": rendering.prepare_for_rendering(model_files.load_transformer(args.conditional, device),
-                                                             precision)}
+    utils.require_file(args.style_image, "style image")
+
+    setup = {STYLE_IMAGE: [], CONDITIONAL: []}
+    for name in [STYLE_IMAGE, CONDITIONAL, CONDITIONAL, STYLE_IMAGE] * args.rounds:
+        if name == STYLE_IMAGE:
+            setup[name].append(seconds_of(predicted_network, args.model, args.style_image, device))
+        else:
+            setup[name].append(seconds_of(model_files.load_transformer, args.conditional, device))
+
+    predicted = predicted_network(args.model, args.style_image, device)
     batch = torch.rand(1, 3, 720, 1280, device=device) * 255
-    fps: dict[str, list[float]] = {name: [] for name in models}
-    for name in ["--style-image", "conditional", "conditional", "--style-image"] * args.rounds:  # A/B/B/A
-        fps[name].append(frames_per_second(models[name], batch, precision, args.frames))
-    mean = {name: sum(values) / len(values) for name, values in fps.items()}
-    median = {name: statistics.median(values) for name, values in fps.items()}
+    shares = arithmetic_shares(predicted, batch)  # before the networks are prepared (cast) for rendering
+    models = {STYLE_IMAGE: predicted, TWIN: without_output_norm(predicted),
+              CONDITIONAL: model_files.load_transformer(args.conditional, device)}
+    models = {name: rendering.prepare_for_rendering(model, precision) for name, model in models.items()}
+    for model in models.values():  # an untimed round first: the first blocks of a run are slower
+        frames_seconds(model, batch, precision, 1)
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    for name in [STYLE_IMAGE, TWIN, CONDITIONAL, CONDITIONAL, TWIN, STYLE_IMAGE] * args.rounds:
+        seconds[name].append(frames_seconds(models[name], batch, precision, args.frames))
+
+    median_setup = {name: statistics.median(values) for name, values in setup.items()}
+    median_frame = {name: statistics.median(values) for name, values in seconds.items()}
     record = {"command": " ".join(["python", "benchmarks/arbitrary_render.py", *(argv or sys.argv[1:])]),
               "machine": model_files.machine_description(device), "precision": precision, "size": "1280x720",
-              "prediction_s": round(prediction_s, 3), "fps_blocks": fps, "fps_mean": mean, "fps_median": median,
-              "extra_time_per_frame": median["conditional"] / median["--style-image"] - 1}
+              "frames_per_block": args.frames, "rounds": args.rounds,
+              "setup_s": setup, "setup_median_s": median_setup,
+              "extra_setup_s": median_setup[STYLE_IMAGE] - median_setup[CONDITIONAL],
+              "frame_s": seconds, "frame_median_s": median_frame,
+              "round_ratios": {name: round_ratios(seconds, name, args.rounds) for name in (TWIN, CONDITIONAL)},
+              **shares}
+    record["extra_time_per_frame"] = {name: statistics.median(ratios)
+                                      for name, ratios in record["round_ratios"].items()}
+    record["extra_setup_in_frames"] = record["extra_setup_s"] / median_frame[CONDITIONAL]
     print(json.dumps(record, indent=2))
     if args.json:
         utils.save_json(record, args.json)
