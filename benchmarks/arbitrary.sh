@@ -15,13 +15,17 @@
 #              paintings' figures, how much of the gap is the difference between generated and painted styles;
 #   seeds      scaling's and heldout's comparisons of the 1000-step model trained with each other seed of SEEDS (its
 #              training run's --seed; the dedicated models stay as they are): the spread one seed gives;
+#   bound      the dedicated comparison with each picture added by --add-style for BOUND_STEPS (900) steps instead:
+#              how low these convolutions get with each picture's own scales and shifts, near what a perfect
+#              predictor could give them;
 #   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
 #              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
 #              one after the other, so that steps and time compare within one run;
 #   render     rendering with --style-image against a conditional model at 1280x720 (benchmarks/arbitrary_render.py).
 # Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv,log},
 # dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>{,-cosine}.json,
-# any-style-vs-dedicated-heldout-<SCALING_STEPS>.json, any-style-vs-dedicated{,-heldout}-<SCALING_STEPS>-seed<S>.json.
+# any-style-vs-dedicated-heldout-<SCALING_STEPS>.json, any-style-vs-dedicated{,-heldout}-<SCALING_STEPS>-seed<S>.json,
+# any-style-vs-dedicated-bound-<BOUND_STEPS>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
@@ -29,6 +33,7 @@ UNSEEN_DIR="${UNSEEN_DIR:-../shared/data/style-images}"
 DATAPATH="${DATAPATH:-data/demo-crops}"
 DEDICATED_DIR="${DEDICATED_DIR:-data/dedicated-unseen}"
 ADD_STEPS="${ADD_STEPS:-180}"
+BOUND_STEPS="${BOUND_STEPS:-900}"
 # --add-style trains 3,200 numbers: a far higher rate than a whole network's pays (benchmarks/add-style-
 # learning-rates.log: the style loss after 180 steps at 2e-3, 1e-2, 4e-2 and 1e-1; chosen on this measurement)
 ADD_LEARNING_RATE="${ADD_LEARNING_RATE:-1e-1}"
@@ -36,7 +41,7 @@ SCALING_STEPS="${SCALING_STEPS:-1000}"
 SEEDS="${SEEDS:-1}"  # the seeds part's other seeds (the models of the other parts have seed 0)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-ONLY="${ONLY:-unseen dedicated add-style render scaling heldout seeds}"
+ONLY="${ONLY:-unseen dedicated bound add-style render scaling heldout seeds}"
 if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
 # the settings of models/any-style.pth and of the bundled dedicated models (tools/make_demo_models.sh)
 recipe=(--datapath "$DATAPATH" --image-size 128 --batch-size 2 --learning-rate 2e-3 --epochs 100000 --seed 0
@@ -55,9 +60,9 @@ recipe_of() {
 }
 # dedicated MODEL STEPS DIR JSON SCHEDULE PICTURE...: a dedicated model on each PICTURE with STEPS steps and
 # --lr-schedule SCHEDULE in DIR (kept, made when missing), each picture added to MODEL by --add-style in ADD_STEPS
-# steps (in $WORK, one folder per MODEL), and the comparison: its table to stdout, its figures to JSON.
+# steps (in $WORK, one folder per MODEL and ADD_STEPS), and the comparison: its table to stdout, its figures to JSON.
 dedicated() {
-    local model=$1 steps=$2 dir=$3 json=$4 schedule=$5 added="$WORK/added-${1//\//-}" picture name
+    local model=$1 steps=$2 dir=$3 json=$4 schedule=$5 added="$WORK/added-${1//\//-}-$ADD_STEPS" picture name
     shift 5
     mkdir -p "$dir" "$added"
     for picture in "$@"; do
@@ -68,7 +73,7 @@ dedicated() {
                 --log-dir "$dir/logs" --checkpoint-dir "$WORK/checkpoints-$name" \
                 --save-dir "$dir" --savename "$name.pth"
         fi
-        if [ ! -f "$added/$name.pth" ]; then  # made by an earlier call with the same MODEL
+        if [ ! -f "$added/$name.pth" ]; then  # made by an earlier call with the same MODEL and ADD_STEPS
             "$PYTHON" train.py --add-style "$picture" --init-from "$model" --style-size 256 "${recipe[@]}" \
                 --learning-rate "$ADD_LEARNING_RATE" --max-steps "$ADD_STEPS" --log-dir "$added/logs" \
                 --checkpoint-dir "$added/checkpoints-$name" --save-dir "$added" --savename "$name.pth"
@@ -81,6 +86,11 @@ if [[ " $ONLY " == *" dedicated "* ]]; then
     read -r steps _ <<< "$(recipe_of models/any-style.json)"
     dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json constant \
         "$UNSEEN_DIR"/*.jpg
+fi
+if [[ " $ONLY " == *" bound "* ]]; then
+    read -r steps _ <<< "$(recipe_of models/any-style.json)"
+    ADD_STEPS=$BOUND_STEPS dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" \
+        "benchmarks/any-style-vs-dedicated-bound-$BOUND_STEPS.json" constant "$UNSEEN_DIR"/*.jpg
 fi
 # small_model [SEED]: models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU: cosine schedule) with
 # SCALING_STEPS steps and --seed SEED (default 0), trained into data/ when missing; sets $small to its folder
@@ -144,5 +154,5 @@ if [[ " $ONLY " == *" add-style "* ]]; then
 fi
 if [[ " $ONLY " == *" render "* ]]; then
     "$PYTHON" benchmarks/arbitrary_render.py --style-image images/style-images/brush-strokes.jpg --device cpu \
-        --frames 3 --rounds 4 --json benchmarks/any-style-render.json
+        --frames 3 --rounds 6 --json benchmarks/any-style-render.json
 fi
