@@ -373,3 +373,18 @@ def test_unseen_style_loss_compares_with_a_dedicated_model_and_says_where_the_st
         parts = row[f"{model}_style_parts"]
         assert list(parts)[0] == "colour code" and len(parts) == 5
         assert sum(parts.values()) == pytest.approx(row[f"{model}_style_loss"])
+
+
+def test_the_render_benchmark_counts_the_networks_arithmetic():
+    """benchmarks/arbitrary_render.py's count behind docs/styles.md's "0.008%": every convolution's multiply-adds,
+    here against the layers of transformer_net.py worked out by hand at 64x64 (3 -> 32 -> 64 -> 128 channels, ten
+    residual convolutions at 16x16, back up to 3)."""
+    import arbitrary_render
+
+    from transformer_net import TransformerNet
+
+    by_hand = 2 * (64 * 64 * 32 * 3 * 81 + 32 * 32 * 64 * 32 * 9 + 16 * 16 * 128 * 64 * 9 + 10 * 16 * 16 * 128 * 128 * 9
+                   + 32 * 32 * 64 * 128 * 9 + 64 * 64 * 32 * 64 * 9 + 64 * 64 * 3 * 32 * 81)
+    shares = arbitrary_render.arithmetic_shares(TransformerNet(output_norm=True), torch.zeros(1, 3, 128, 96))
+    assert shares["conv_gflops_per_frame"] * 1e9 == pytest.approx(by_hand * 128 * 96 / (64 * 64))
+    assert shares["output_norm_share"] == pytest.approx(8 * 3 * 64 * 64 / by_hand)
