@@ -15,9 +15,9 @@
 #              paintings' figures, how much of the gap is the difference between generated and painted styles;
 #   seeds      scaling's and heldout's comparisons of the 1000-step model trained with each other seed of SEEDS (its
 #              training run's --seed; the dedicated models stay as they are): the spread one seed gives;
-#   bound      the dedicated comparison with each picture added by --add-style for BOUND_STEPS (900) steps instead:
-#              how low these convolutions get with each picture's own scales and shifts, near what a perfect
-#              predictor could give them;
+#   bound      the dedicated and scaling comparisons with each picture added by --add-style for BOUND_STEPS (900)
+#              steps instead: how low these convolutions get with each picture's own scales and shifts, near the
+#              best any predictor could give them;
 #   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
 #              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
 #              one after the other, so that steps and time compare within one run;
@@ -25,7 +25,7 @@
 # Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv,log},
 # dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>{,-cosine}.json,
 # any-style-vs-dedicated-heldout-<SCALING_STEPS>.json, any-style-vs-dedicated{,-heldout}-<SCALING_STEPS>-seed<S>.json,
-# any-style-vs-dedicated-bound-<BOUND_STEPS>.json.
+# any-style-vs-dedicated{,-<SCALING_STEPS>}-bound-<BOUND_STEPS>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
@@ -87,11 +87,6 @@ if [[ " $ONLY " == *" dedicated "* ]]; then
     dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json constant \
         "$UNSEEN_DIR"/*.jpg
 fi
-if [[ " $ONLY " == *" bound "* ]]; then
-    read -r steps _ <<< "$(recipe_of models/any-style.json)"
-    ADD_STEPS=$BOUND_STEPS dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" \
-        "benchmarks/any-style-vs-dedicated-bound-$BOUND_STEPS.json" constant "$UNSEEN_DIR"/*.jpg
-fi
 # small_model [SEED]: models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU: cosine schedule) with
 # SCALING_STEPS steps and --seed SEED (default 0), trained into data/ when missing; sets $small to its folder
 small_model() {
@@ -115,6 +110,14 @@ if [[ " $ONLY " == *" scaling "* ]]; then
     # the arbitrary model's cosine schedule given to the dedicated models too: what the schedule alone is worth
     dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS-cosine" \
         "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-cosine.json" cosine "$UNSEEN_DIR"/*.jpg
+fi
+if [[ " $ONLY " == *" bound "* ]]; then
+    read -r steps _ <<< "$(recipe_of models/any-style.json)"
+    ADD_STEPS=$BOUND_STEPS dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" \
+        "benchmarks/any-style-vs-dedicated-bound-$BOUND_STEPS.json" constant "$UNSEEN_DIR"/*.jpg
+    small_model
+    ADD_STEPS=$BOUND_STEPS dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS" \
+        "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-bound-$BOUND_STEPS.json" constant "$UNSEEN_DIR"/*.jpg
 fi
 heldout=data/style-set-heldout
 heldout_set() {
