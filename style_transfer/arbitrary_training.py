@@ -142,11 +142,12 @@ def arbitrary_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
 
 def started_without_output_norm(checkpoint: str, model: ArbitraryTransformerNet) -> bool:
     """Whether --resume names a checkpoint of an --arbitrary run started before such runs had an output norm (as
-    `model` has): its predictor's head gives the output norm's 3 scales and 3 shifts fewer. Such a run goes on as it
-    started; any other mismatch is load_checkpoint's to report."""
+    `model`, built with one, has): its predictor's head gives the output norm's 3 scales and 3 shifts fewer. Such a
+    run goes on as it started; any other mismatch is load_checkpoint's to report. (The checkpoint is read again
+    there: a few MB, once per run.)"""
     head = model_files.checkpoint_model_state(checkpoint).get("predictor.head.weight")
-    expected = model.predictor.head.weight.shape
-    return model.has_output_norm and head is not None and tuple(head.shape) == (expected[0] - 6, expected[1])
+    rows, columns = model.predictor.head.weight.shape
+    return head is not None and tuple(head.shape) == (rows - 2 * model.output_norm.num_features, columns)
 
 
 def loss_terms(args: argparse.Namespace, stylised: torch.Tensor, features, content_relu2_2: torch.Tensor,

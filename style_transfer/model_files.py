@@ -208,8 +208,9 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None) -> d
 
 
 def checkpoint_model_state(path: str | Path) -> dict:
-    """A training checkpoint's model state, unchecked ({} where it has none or cannot be read): to choose the
-    network that load_checkpoint then checks it against."""
+    """A training checkpoint's model state, unchecked: to choose the network that load_checkpoint then checks it
+    against. {} where the file holds none or is not a torch file (load_checkpoint says what is wrong with it); a
+    missing file is the same one-line error as there."""
     try:
         checkpoint = _load_weights(require_file(path, "--resume"))
     except ValueError:

@@ -220,7 +220,7 @@ def test_an_arbitrary_run_resumes_exactly(pictures, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_started_before_the_output_norm_resumes_exactly_without_one(pictures, tmp_path, monkeypatch):
+def test_a_run_started_before_the_output_norm_resumes_exactly_without_one(pictures, tmp_path, monkeypatch, capsys):
     common = ("--arbitrary", "--style-dir", str(pictures / "styles"), "--checkpoint-interval", "2", "--savename", "m",
               "--epochs", "3")
     with monkeypatch.context() as before:  # train.py as it was: arbitrary networks without the output norm
@@ -230,6 +230,8 @@ def test_a_run_started_before_the_output_norm_resumes_exactly_without_one(pictur
         train.main(arbitrary_args(pictures / "photos", tmp_path / "part", *common, "--max-steps", "2"))
     train.main(arbitrary_args(pictures / "photos", tmp_path / "part", *common, "--max-steps", "3", "--resume",
                               str(tmp_path / "part/checkpoints/m_step0000002.pth")))
+    said = [line for line in capsys.readouterr().err.splitlines() if "output norm" in line]
+    assert len(said) == 1 and said[0].startswith("warning: --resume: ") and said[0].endswith("goes on without one")
     full, part = (load_state(tmp_path / f"{run}/models/m.pth") for run in ("full", "part"))
     assert part["arbitrary"]["output_norm"] is False
     for key in full["state_dict"]:
