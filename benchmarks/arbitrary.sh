@@ -16,12 +16,13 @@
 #   seeds      scaling's and heldout's comparisons of the 1000-step model trained with each other seed of SEEDS (its
 #              training run's --seed; the dedicated models stay as they are): the spread one seed gives;
 #   bound      the dedicated and scaling comparisons with each picture added by --add-style for BOUND_STEPS (900)
-#              steps instead: how low these convolutions get with each picture's own scales and shifts, near the
-#              best any predictor could give them;
+#              steps instead: an upper bound on how low these convolutions get with each picture's own scales and
+#              shifts, so on the best a predictor could give them;
 #   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
 #              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
 #              one after the other, so that steps and time compare within one run;
-#   render     rendering with --style-image against a conditional model at 1280x720 (benchmarks/arbitrary_render.py).
+#   render     a single image, the setup and each frame with --style-image against a conditional model at 1280x720
+#              (benchmarks/arbitrary_render.py).
 # Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv,log},
 # dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>{,-cosine}.json,
 # any-style-vs-dedicated-heldout-<SCALING_STEPS>.json, any-style-vs-dedicated{,-heldout}-<SCALING_STEPS>-seed<S>.json,
@@ -41,7 +42,7 @@ SCALING_STEPS="${SCALING_STEPS:-1000}"
 SEEDS="${SEEDS:-1}"  # the seeds part's other seeds (the models of the other parts have seed 0)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-ONLY="${ONLY:-unseen dedicated bound add-style render scaling heldout seeds}"
+ONLY="${ONLY:-unseen dedicated scaling bound heldout seeds add-style render}"
 if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
 # the settings of models/any-style.pth and of the bundled dedicated models (tools/make_demo_models.sh)
 recipe=(--datapath "$DATAPATH" --image-size 128 --batch-size 2 --learning-rate 2e-3 --epochs 100000 --seed 0
@@ -157,5 +158,5 @@ if [[ " $ONLY " == *" add-style "* ]]; then
 fi
 if [[ " $ONLY " == *" render "* ]]; then
     "$PYTHON" benchmarks/arbitrary_render.py --style-image images/style-images/brush-strokes.jpg --device cpu \
-        --frames 3 --rounds 6 --json benchmarks/any-style-render.json
+        --frames 3 --rounds 6 --processes 3 --json benchmarks/any-style-render.json
 fi

@@ -1,25 +1,29 @@
 """What rendering with --style-image costs against a conditional model, at 1280x720, in one run.
 
-Two costs, each timed alternately against its counterpart:
-- once per image or video, `setup`: the arbitrary model loaded, the loss network built, the picture read through
-  it and the predictor (what render_image.py --style-image does before its first frame), against a conditional
-  model loaded (models/all-styles.pth);
-- per frame: the network the prediction gives, against two conditional networks: its twin (the same weights
-  without the output norm that newer arbitrary models have: the architecture's cost alone) and
-  models/all-styles.pth (another model, the one a user would otherwise render); and, counted, the output norm's
-  arithmetic against the convolutions'.
-After an untimed round, blocks of --frames frames run in the order A B C C B A, --rounds times. On the project's
-shared machine a block now and then runs 10% slower or faster than its neighbours, so each round gives one ratio
-per counterpart (the summed time of its two blocks against the --style-image network's two), and the figure is the
-median round.
+- A single image, whole: render_image.py's main() in a fresh process each time (model loaded, picture read and
+  predicted, frame rendered, file written; the interpreter's start and imports, the same for both, left out), with
+  --style-image against models/all-styles.pth, alternated A B B A, --processes times each.
+- The setup alone, in this process: what render_image.py --style-image does before its first frame (the model, the
+  loss network, the picture, the predictor: once per run, for every image or frame of it) against loading a
+  conditional model.
+- Per frame: the network the prediction gives against two conditional networks: its twin (the same weights without
+  the output norm that newer arbitrary models have: the architecture's cost alone) and models/all-styles.pth
+  (another model, the one a user would otherwise render); and, counted, the output norm's arithmetic against the
+  convolutions'. After an untimed round, blocks of --frames frames run in the order FRAME_ORDER, --rounds times.
+On the project's shared machine a block now and then runs 10% slower or faster than its neighbours, so each round
+gives one ratio per counterpart (the summed time of its two blocks against the --style-image network's two), and
+the figure is the median round.
 
     python benchmarks/arbitrary_render.py --style-image images/style-images/stained-glass.png --json out.json
 """
 
+import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,22 +32,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import utils  # noqa: E402
+from benchmark import run_measured  # noqa: E402
 from style_transfer import image_io, model_files, rendering  # noqa: E402
-from style_transfer.arbitrary_net import check_loss_network, predict, to_conditional  # noqa: E402
 from style_transfer.conditional_net import ConditionalTransformerNet  # noqa: E402
-from style_transfer.loss_network import load_loss_network  # noqa: E402
+from style_transfer.style_images import resolve_style_images  # noqa: E402
 
 # the output norm per colour value: sum and sum of squares for its statistics, then subtract, scale, shift (x2)
 OUTPUT_NORM_OPS_PER_ELEMENT = 8
 STYLE_IMAGE, TWIN, CONDITIONAL = "--style-image", "twin without the output norm", "conditional (all-styles.pth)"
+FRAME_ORDER = [STYLE_IMAGE, TWIN, CONDITIONAL, CONDITIONAL, TWIN, STYLE_IMAGE]  # one round: two blocks of each
+A_B_B_A = [STYLE_IMAGE, CONDITIONAL, CONDITIONAL, STYLE_IMAGE]  # the single images and the setup
 
 
 def predicted_network(model_path: str, style_image: str, device: torch.device) -> ConditionalTransformerNet:
-    """What render_image.py --style-image builds before its first frame."""
+    """What render_image.py --style-image builds before its first frame (its own code)."""
     arbitrary = model_files.load_transformer(model_path, device, arbitrary=True)
-    loss_network = load_loss_network(arbitrary.loss_network).to(device)
-    check_loss_network(arbitrary, loss_network, arbitrary.loss_network, model_path)
-    return to_conditional(arbitrary, predict(arbitrary, loss_network, [image_io.load_rgb(style_image)]), ["picture"])
+    return resolve_style_images(arbitrary, argparse.Namespace(style_image=style_image, style_vgg_weights=None),
+                                model_path, device)
 
 
 def without_output_norm(model: ConditionalTransformerNet) -> ConditionalTransformerNet:
@@ -54,15 +59,20 @@ def without_output_norm(model: ConditionalTransformerNet) -> ConditionalTransfor
     return twin
 
 
-def seconds_of(work, *args) -> float:
+def seconds_of(work: Callable[..., object], *args: object) -> float:
+    """Wall seconds of one call of `work`."""
     start = time.perf_counter()
     work(*args)
     return time.perf_counter() - start
 
 
-def frames_seconds(model: torch.nn.Module, batch: torch.Tensor, precision: str, frames: int) -> float:
-    rendering.stylize(model, batch, precision)  # warm-up
-    return seconds_of(lambda: [rendering.stylize(model, batch, precision) for _ in range(frames)]) / frames
+def frame_seconds(model: torch.nn.Module, batch: torch.Tensor, precision: str, frames: int) -> float:
+    """Seconds a frame: the mean of `frames` renders after one untimed."""
+    rendering.stylize(model, batch, precision)
+    start = time.perf_counter()
+    for _ in range(frames):
+        rendering.stylize(model, batch, precision)
+    return (time.perf_counter() - start) / frames
 
 
 def round_ratios(seconds: dict[str, list[float]], name: str, rounds: int) -> list[float]:
@@ -72,21 +82,39 @@ def round_ratios(seconds: dict[str, list[float]], name: str, rounds: int) -> lis
 
 
 def arithmetic_shares(model: torch.nn.Module, batch: torch.Tensor) -> dict[str, float]:
-    """Multiply-adds of the convolutions in one pass, and the output norm's elementwise operations against them."""
+    """Multiply-adds of the convolutions in one pass over one image of `batch`, and the output norm's elementwise
+    operations against them."""
     macs = []
 
     def count(module: torch.nn.Module, _inputs, output: torch.Tensor) -> None:
         macs.append(output.numel() * module.weight[0].numel())  # each output value: in/groups x k x k
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():
-        model(batch[:, :, :64, :64])  # the counts scale with the pixels: count at 64x64, scale to the batch
-    for hook in hooks:
-        hook.remove()
-    scale = batch.shape[2] * batch.shape[3] / (64 * 64)
-    conv_flops = 2 * sum(macs) * scale
-    output_norm_ops = OUTPUT_NORM_OPS_PER_ELEMENT * batch[0].numel()
-    return {"conv_gflops_per_frame": conv_flops / 1e9, "output_norm_share": output_norm_ops / conv_flops}
+    try:
+        with torch.no_grad():
+            model(batch[:1, :, :64, :64])  # the counts scale with the pixels: count at 64x64, scale to the image
+    finally:
+        for hook in hooks:
+            hook.remove()
+    conv_flops = 2 * sum(macs) * batch.shape[2] * batch.shape[3] / (64 * 64)
+    return {"conv_gflops_per_frame": conv_flops / 1e9,
+            "output_norm_share": OUTPUT_NORM_OPS_PER_ELEMENT * batch[0].numel() / conv_flops}
+
+
+def single_image_seconds(args: argparse.Namespace, device: torch.device) -> dict[str, list[float]]:
+    """render_image.py's main() on a 1280x720 photo in fresh processes, with --style-image and with the
+    conditional model, A_B_B_A --processes times."""
+    seconds: dict[str, list[float]] = {STYLE_IMAGE: [], CONDITIONAL: []}
+    with tempfile.TemporaryDirectory() as folder:
+        photo = Path(folder) / "photo.png"
+        image_io.load_rgb(ROOT / "images/content-images/coffee.jpg").resize((1280, 720)).save(photo)
+        common = ["--content-path", str(photo), "--output-path", str(Path(folder) / "out.png"),
+                  "--device", device.type, "--precision", args.precision]
+        flags = {STYLE_IMAGE: ["--model", args.model, "--style-image", args.style_image],
+                 CONDITIONAL: ["--model", args.conditional]}
+        for name in A_B_B_A * args.processes:
+            seconds[name].append(run_measured("render_image", *common, *flags[name])[0])
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,17 +124,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--style-image", required=True, help="the style picture")
     parser.add_argument("--frames", type=utils.positive_int, default=2, help="frames per block (default: %(default)s)")
     parser.add_argument("--rounds", type=utils.positive_int, default=3,
-                        help="how many times the A B C C B A blocks run (default: %(default)s)")
+                        help="how many times the per-frame and setup blocks run (default: %(default)s)")
+    parser.add_argument("--processes", type=utils.positive_int, default=2,
+                        help="how many times each single-image process runs, twice per round (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="(default: %(default)s)")
     parser.add_argument("--precision", default="auto", help="(default: %(default)s)")
     parser.add_argument("--json", default=None, help="write the record here (default: print only)")
     args = parser.parse_args(argv)
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
-    utils.require_file(args.style_image, "style image")
 
-    setup = {STYLE_IMAGE: [], CONDITIONAL: []}
-    for name in [STYLE_IMAGE, CONDITIONAL, CONDITIONAL, STYLE_IMAGE] * args.rounds:
+    single = single_image_seconds(args, device)
+    setup: dict[str, list[float]] = {STYLE_IMAGE: [], CONDITIONAL: []}
+    for name in A_B_B_A * args.rounds:
         if name == STYLE_IMAGE:
             setup[name].append(seconds_of(predicted_network, args.model, args.style_image, device))
         else:
@@ -119,16 +149,19 @@ def main(argv: list[str] | None = None) -> None:
               CONDITIONAL: model_files.load_transformer(args.conditional, device)}
     models = {name: rendering.prepare_for_rendering(model, precision) for name, model in models.items()}
     for model in models.values():  # an untimed round first: the first blocks of a run are slower
-        frames_seconds(model, batch, precision, 1)
+        frame_seconds(model, batch, precision, 1)
     seconds: dict[str, list[float]] = {name: [] for name in models}
-    for name in [STYLE_IMAGE, TWIN, CONDITIONAL, CONDITIONAL, TWIN, STYLE_IMAGE] * args.rounds:
-        seconds[name].append(frames_seconds(models[name], batch, precision, args.frames))
+    for name in FRAME_ORDER * args.rounds:
+        seconds[name].append(frame_seconds(models[name], batch, precision, args.frames))
 
+    median = {name: statistics.median(values) for name, values in single.items()}
     median_setup = {name: statistics.median(values) for name, values in setup.items()}
     median_frame = {name: statistics.median(values) for name, values in seconds.items()}
     record = {"command": " ".join(["python", "benchmarks/arbitrary_render.py", *(argv or sys.argv[1:])]),
               "machine": model_files.machine_description(device), "precision": precision, "size": "1280x720",
-              "frames_per_block": args.frames, "rounds": args.rounds,
+              "frames_per_block": args.frames, "rounds": args.rounds, "processes": args.processes,
+              "single_image_s": single, "single_image_median_s": median,
+              "single_image_extra": median[STYLE_IMAGE] / median[CONDITIONAL] - 1,
               "setup_s": setup, "setup_median_s": median_setup,
               "extra_setup_s": median_setup[STYLE_IMAGE] - median_setup[CONDITIONAL],
               "frame_s": seconds, "frame_median_s": median_frame,
