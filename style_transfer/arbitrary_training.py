@@ -104,14 +104,14 @@ def arbitrary_run(args: argparse.Namespace, vgg: torch.nn.Module, device: torch.
     torch.manual_seed(args.seed)
     statistics = probe_statistics(vgg)
     # Rendering reads a whole picture at 1.5 x the crop, the middle of the sizes training crops from.
-    def network(output_norm: bool) -> ArbitraryTransformerNet:
+    def arbitrary_network(output_norm: bool) -> ArbitraryTransformerNet:
         return ArbitraryTransformerNet(args.vgg_weights, statistics.shape[1], fingerprint_of(statistics),
                                        style_size=round(1.5 * crop), output_norm=output_norm)
 
-    model = network(output_norm=True)
+    model = arbitrary_network(output_norm=True)
     if args.resume and started_without_output_norm(args.resume, model):
         warn(f"--resume: {args.resume} is of a run started without the output norm: it goes on without one")
-        model = network(output_norm=False)
+        model = arbitrary_network(output_norm=False)
 
     def compute_losses(network: torch.nn.Module, content: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
