@@ -33,7 +33,7 @@ from style_transfer.conditional_net import (
     styles_for_step,
 )
 from style_transfer.loss_network import load_loss_network
-from transformer_net import TransformerNet, state_has_output_norm
+from transformer_net import TransformerNet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,9 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     vgg = load_loss_network(args.vgg_weights).to(device)
 
     torch.manual_seed(args.seed)
-    output_norm = initial is not None and state_has_output_norm(initial)  # e.g. a model frozen from an arbitrary one
-    model = ConditionalTransformerNet(names, output_norm) if args.conditional else TransformerNet(output_norm)
-    if initial is not None:
+    if initial is None:
+        model = ConditionalTransformerNet(names) if args.conditional else TransformerNet()
+    else:  # the network the weights are of: plain or conditional, with an output norm if they have one
+        model = model_files.network_for_state(initial, names)
         model.load_state_dict(initial)
     active = [(teacher, weight) for teacher, weight in zip(teachers, teacher_weights, strict=True) if weight > 0]
 
