@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = utils.choose_device(args.device)
     precision = utils.choose_precision(args.precision, device)
+    utils.require_file(args.style_image, "--style-image")  # one line here, before any process starts
 
     single = single_image_seconds(args, device)
     setup: dict[str, list[float]] = {STYLE_IMAGE: [], CONDITIONAL: []}
