@@ -15,18 +15,22 @@
 #              paintings' figures, how much of the gap is the difference between generated and painted styles;
 #   seeds      scaling's and heldout's comparisons of the 1000-step model trained with each other seed of SEEDS (its
 #              training run's --seed; the dedicated models stay as they are): the spread one seed gives;
+#   batch      scaling's comparison of the 1000-step model trained with --batch-size BATCH (8) instead of 2 (the
+#              dedicated models as they are, at 2): what more style pictures a step are worth to the predictor;
 #   bound      the dedicated and scaling comparisons with each picture added by --add-style for BOUND_STEPS (900)
 #              steps instead: an upper bound on how low these convolutions get with each picture's own scales and
 #              shifts, so on the best a predictor could give them;
-#   add-style  the bundled stained-glass.png added to any-style.pth in ADD_STEPS steps (20% of the 900 of the
-#              dedicated models/stained-glass.pth), and that dedicated model retrained here with its own recipe,
-#              one after the other, so that steps and time compare within one run;
+#   add-style  the bundled stained-glass.png added to any-style.pth, and the dedicated models/stained-glass.pth
+#              retrained here with its own recipe (900 steps), one after the other, so that steps and time compare
+#              within one run: the added style's losses after ADD_STEPS steps (20% of the 900), and the steps it
+#              takes to reach the dedicated model's final style and total losses (it runs the 900 steps too; at
+#              its constant rate its first ADD_STEPS steps are those of an ADD_STEPS-step run);
 #   render     a single image, the setup and each frame with --style-image against a conditional model at 1280x720
 #              (benchmarks/arbitrary_render.py).
 # Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv,log},
 # dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>{,-cosine}.json,
 # any-style-vs-dedicated-heldout-<SCALING_STEPS>.json, any-style-vs-dedicated{,-heldout}-<SCALING_STEPS>-seed<S>.json,
-# any-style-vs-dedicated{,-<SCALING_STEPS>}-bound-<BOUND_STEPS>.json.
+# any-style-vs-dedicated{,-<SCALING_STEPS>}-bound-<BOUND_STEPS>.json, any-style-vs-dedicated-<SCALING_STEPS>-batch<BATCH>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
@@ -39,10 +43,11 @@ BOUND_STEPS="${BOUND_STEPS:-900}"
 # learning-rates.log: the style loss after 180 steps at 2e-3, 1e-2, 4e-2 and 1e-1; chosen on this measurement)
 ADD_LEARNING_RATE="${ADD_LEARNING_RATE:-1e-1}"
 SCALING_STEPS="${SCALING_STEPS:-1000}"
+BATCH="${BATCH:-8}"  # the batch part's --batch-size for the arbitrary model (the dedicated ones keep the recipe's 2)
 SEEDS="${SEEDS:-1}"  # the seeds part's other seeds (the models of the other parts have seed 0)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-ONLY="${ONLY:-unseen dedicated scaling bound heldout seeds add-style render}"
+ONLY="${ONLY:-unseen dedicated scaling bound heldout seeds batch add-style render}"
 if [ ! -d "$DATAPATH" ]; then "$PYTHON" tools/make_demo_data.py --output "$DATAPATH"; fi
 # the settings of models/any-style.pth and of the bundled dedicated models (tools/make_demo_models.sh)
 recipe=(--datapath "$DATAPATH" --image-size 128 --batch-size 2 --learning-rate 2e-3 --epochs 100000 --seed 0
@@ -88,18 +93,21 @@ if [[ " $ONLY " == *" dedicated "* ]]; then
     dedicated models/any-style.pth "$steps" "$DEDICATED_DIR" benchmarks/any-style-vs-dedicated.json constant \
         "$UNSEEN_DIR"/*.jpg
 fi
-# small_model [SEED]: models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU: cosine schedule) with
-# SCALING_STEPS steps and --seed SEED (default 0), trained into data/ when missing; sets $small to its folder
+# small_model [SEED [BATCH]]: models/any-style.pth's recipe (tools/make_demo_models.sh, on the CPU: cosine
+# schedule) with SCALING_STEPS steps, --seed SEED (default 0) and --batch-size BATCH (default the recipe's 2),
+# trained into data/ when missing; sets $small to its folder
 small_model() {
-    local seed=${1:-0}
+    local seed=${1:-0} batch=${2:-2}
     small="data/any-style-$SCALING_STEPS"
     if [ "$seed" != 0 ]; then small="$small-seed$seed"; fi
+    if [ "$batch" != 2 ]; then small="$small-batch$batch"; fi
     if [ "$(recipe_of "$small/any-style.json")" != "$SCALING_STEPS cosine" ] || [ ! -f "$small/any-style.pth" ]; then
         if [ ! -d data/style-set ]; then
             "$PYTHON" tools/make_style_set.py --output data/style-set --count 300 --size 192  # as make_demo_models.sh
         fi
         "$PYTHON" train.py "${recipe[@]}" --precision auto --save-fp16 --arbitrary --style-dir data/style-set \
-            --lr-schedule cosine --max-steps "$SCALING_STEPS" --seed "$seed" --log-dir "$small/logs" \
+            --lr-schedule cosine --max-steps "$SCALING_STEPS" --seed "$seed" --batch-size "$batch" \
+            --log-dir "$small/logs" \
             --checkpoint-dir "$WORK/checkpoints-small-$seed" \
             --save-dir "$small" --savename any-style.pth
     fi
@@ -140,10 +148,15 @@ if [[ " $ONLY " == *" seeds "* ]]; then
             "benchmarks/any-style-vs-dedicated-heldout-$SCALING_STEPS-seed$seed.json" constant "$heldout"/*.png
     done
 fi
+if [[ " $ONLY " == *" batch "* ]]; then
+    small_model 0 "$BATCH"
+    dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS" \
+        "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-batch$BATCH.json" constant "$UNSEEN_DIR"/*.jpg
+fi
 if [[ " $ONLY " == *" add-style "* ]]; then
-    # logged every 20 steps, so that both runs' last rows are means of 20 steps (180 = 9 x 20, 900 = 45 x 20)
+    # logged every 20 steps, so that the rows compared are means of 20 steps (180 = 9 x 20, 900 = 45 x 20)
     "$PYTHON" train.py --add-style images/style-images/stained-glass.png --init-from models/any-style.pth \
-        --style-size 256 "${recipe[@]}" --learning-rate "$ADD_LEARNING_RATE" --max-steps "$ADD_STEPS" \
+        --style-size 256 "${recipe[@]}" --learning-rate "$ADD_LEARNING_RATE" --max-steps 900 \
         --log-interval 20 --log-dir "$WORK/logs" --checkpoint-dir "$WORK/checkpoints" --save-dir "$WORK" \
         --savename added.pth
     "$PYTHON" train.py --stylepath images/style-images/stained-glass.png --style-size 256 "${recipe[@]}" \
@@ -154,7 +167,7 @@ if [[ " $ONLY " == *" add-style "* ]]; then
     cp "$WORK/dedicated.json" benchmarks/dedicated-stained-glass.json
     cp "$WORK/logs/dedicated.csv" benchmarks/dedicated-stained-glass.csv
     "$PYTHON" benchmarks/first_reached.py benchmarks/add-style-stained-glass.csv benchmarks/dedicated-stained-glass.csv \
-        | tee benchmarks/add-style-stained-glass.log
+        --at-step "$ADD_STEPS" | tee benchmarks/add-style-stained-glass.log
 fi
 if [[ " $ONLY " == *" render "* ]]; then
     "$PYTHON" benchmarks/arbitrary_render.py --style-image images/style-images/brush-strokes.jpg --device cpu \

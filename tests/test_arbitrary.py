@@ -390,3 +390,25 @@ def test_the_render_benchmark_counts_the_networks_arithmetic():
     shares = arbitrary_render.arithmetic_shares(TransformerNet(output_norm=True), torch.zeros(1, 3, 128, 96))
     assert shares["conv_gflops_per_frame"] * 1e9 == pytest.approx(by_hand * 128 * 96 / (64 * 64))
     assert shares["output_norm_share"] == pytest.approx(8 * 3 * 64 * 64 / by_hand)
+
+
+def test_first_reached_reads_the_share_at_a_step_and_where_each_loss_is_reached():
+    """benchmarks/first_reached.py behind docs/styles.md's --add-style row: the row at --at-step against the
+    reference's last row, the first rows at or below its style and total losses (not the last, nor a later one),
+    and "not reached" where no row gets there."""
+    import first_reached
+
+    def rows(*values):
+        return [{"step": 20.0 * (i + 1), "elapsed_s": 5.0 * (i + 1), "style": s, "total": t}
+                for i, (s, t) in enumerate(values)]
+
+    reference = rows((900, 1500), (400, 700), (300, 600))  # 60 steps, 15 s
+    fast = rows((500, 650), (350, 590), (290, 560), (310, 580), (280, 550))
+    lines = first_reached.report(fast, reference, at_step=20)
+    assert "style loss 500.0 = 1.67 x" in lines[1] and "total 650.0 = 1.08 x" in lines[1]
+    assert "33.3% of the steps" in lines[1] and "33.3% of the time" in lines[1]
+    assert lines[2].startswith("style loss: reached at step 60 (100.0% of the steps)")
+    assert lines[3].startswith("total loss: reached at step 40 (66.7% of the steps)")
+    assert "not reached in its 40 steps" in first_reached.report(fast[:2], reference, None)[1]
+    with pytest.raises(first_reached.utils.UserError, match="--at-step 30"):
+        first_reached.report(fast, reference, at_step=30)
