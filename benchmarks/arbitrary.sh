@@ -15,22 +15,25 @@
 #              paintings' figures, how much of the gap is the difference between generated and painted styles;
 #   seeds      scaling's and heldout's comparisons of the 1000-step model trained with each other seed of SEEDS (its
 #              training run's --seed; the dedicated models stay as they are): the spread one seed gives;
-#   batch      scaling's comparison of the 1000-step model trained with --batch-size BATCH (8) instead of 2 (the
-#              dedicated models as they are, at 2): what more style pictures a step are worth to the predictor;
+#   batch      scaling's comparison of the 1000-step model trained with --batch-size BATCH (8) instead of 2, with
+#              seed 0 and each of SEEDS (the dedicated models as they are, at 2): what more photos and style
+#              pictures a step are worth to the predictor;
 #   bound      the dedicated and scaling comparisons with each picture added by --add-style for BOUND_STEPS (900)
 #              steps instead: an upper bound on how low these convolutions get with each picture's own scales and
 #              shifts, so on the best a predictor could give them;
 #   add-style  the bundled stained-glass.png added to any-style.pth, and the dedicated models/stained-glass.pth
 #              retrained here with its own recipe (900 steps), one after the other, so that steps and time compare
 #              within one run: the added style's losses after ADD_STEPS steps (20% of the 900), and the steps it
-#              takes to reach the dedicated model's final style and total losses (it runs the 900 steps too; at
-#              its constant rate its first ADD_STEPS steps are those of an ADD_STEPS-step run);
+#              takes to reach the dedicated model's final style and total losses (the means of its last 100
+#              steps); it runs the 900 steps too: at its constant rate its first ADD_STEPS steps are those of an
+#              ADD_STEPS-step run;
 #   render     a single image, the setup and each frame with --style-image against a conditional model at 1280x720
 #              (benchmarks/arbitrary_render.py).
 # Records: benchmarks/any-style-unseen.json, any-style-vs-dedicated.json, add-style-stained-glass.{json,csv,log},
 # dedicated-stained-glass.{json,csv}, any-style-render.json, any-style-vs-dedicated-<SCALING_STEPS>{,-cosine}.json,
 # any-style-vs-dedicated-heldout-<SCALING_STEPS>.json, any-style-vs-dedicated{,-heldout}-<SCALING_STEPS>-seed<S>.json,
-# any-style-vs-dedicated{,-<SCALING_STEPS>}-bound-<BOUND_STEPS>.json, any-style-vs-dedicated-<SCALING_STEPS>-batch<BATCH>.json.
+# any-style-vs-dedicated{,-<SCALING_STEPS>}-bound-<BOUND_STEPS>.json,
+# any-style-vs-dedicated-<SCALING_STEPS>-batch<BATCH>{,-seed<S>}.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
@@ -108,7 +111,7 @@ small_model() {
         "$PYTHON" train.py "${recipe[@]}" --precision auto --save-fp16 --arbitrary --style-dir data/style-set \
             --lr-schedule cosine --max-steps "$SCALING_STEPS" --seed "$seed" --batch-size "$batch" \
             --log-dir "$small/logs" \
-            --checkpoint-dir "$WORK/checkpoints-small-$seed" \
+            --checkpoint-dir "$WORK/checkpoints-small-$seed-$batch" \
             --save-dir "$small" --savename any-style.pth
     fi
 }
@@ -149,11 +152,19 @@ if [[ " $ONLY " == *" seeds "* ]]; then
     done
 fi
 if [[ " $ONLY " == *" batch "* ]]; then
-    small_model 0 "$BATCH"
-    dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS" \
-        "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-batch$BATCH.json" constant "$UNSEEN_DIR"/*.jpg
+    for seed in 0 $SEEDS; do
+        small_model "$seed" "$BATCH"
+        suffix="batch$BATCH"
+        if [ "$seed" != 0 ]; then suffix="$suffix-seed$seed"; fi
+        dedicated "$small/any-style.pth" "$SCALING_STEPS" "$DEDICATED_DIR-$SCALING_STEPS" \
+            "benchmarks/any-style-vs-dedicated-$SCALING_STEPS-$suffix.json" constant "$UNSEEN_DIR"/*.jpg
+    done
 fi
 if [[ " $ONLY " == *" add-style "* ]]; then
+    if (( ADD_STEPS % 20 != 0 || ADD_STEPS > 900 )); then  # a row of the 900-step log below, read at the end
+        echo "error: ADD_STEPS must be a multiple of 20, at most 900, for the add-style part, not $ADD_STEPS" >&2
+        exit 2
+    fi
     # logged every 20 steps, so that the rows compared are means of 20 steps (180 = 9 x 20, 900 = 45 x 20)
     "$PYTHON" train.py --add-style images/style-images/stained-glass.png --init-from models/any-style.pth \
         --style-size 256 "${recipe[@]}" --learning-rate "$ADD_LEARNING_RATE" --max-steps 900 \
@@ -166,8 +177,9 @@ if [[ " $ONLY " == *" add-style "* ]]; then
     cp "$WORK/logs/added.csv" benchmarks/add-style-stained-glass.csv
     cp "$WORK/dedicated.json" benchmarks/dedicated-stained-glass.json
     cp "$WORK/logs/dedicated.csv" benchmarks/dedicated-stained-glass.csv
-    "$PYTHON" benchmarks/first_reached.py benchmarks/add-style-stained-glass.csv benchmarks/dedicated-stained-glass.csv \
-        --at-step "$ADD_STEPS" | tee benchmarks/add-style-stained-glass.log
+    "$PYTHON" benchmarks/first_reached.py benchmarks/add-style-stained-glass.csv \
+        benchmarks/dedicated-stained-glass.csv --at-step "$ADD_STEPS" --window 5 \
+        | tee benchmarks/add-style-stained-glass.log
 fi
 if [[ " $ONLY " == *" render "* ]]; then
     "$PYTHON" benchmarks/arbitrary_render.py --style-image images/style-images/brush-strokes.jpg --device cpu \

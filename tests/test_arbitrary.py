@@ -392,23 +392,42 @@ def test_the_render_benchmark_counts_the_networks_arithmetic():
     assert shares["output_norm_share"] == pytest.approx(8 * 3 * 64 * 64 / by_hand)
 
 
-def test_first_reached_reads_the_share_at_a_step_and_where_each_loss_is_reached():
-    """benchmarks/first_reached.py behind docs/styles.md's --add-style row: the row at --at-step against the
-    reference's last row, the first rows at or below its style and total losses (not the last, nor a later one),
-    and "not reached" where no row gets there."""
+def test_first_reached_reads_the_share_at_a_step_and_where_each_loss_is_reached(tmp_path, capsys):
+    """benchmarks/first_reached.py behind docs/styles.md's --add-style row: the row at --at-step against the goal
+    (the mean of the reference's last --window rows), the first rows at or below its style and total losses (not
+    a later one), time shares from the logged seconds, "not reached" where no row gets there, and one-line errors."""
     import first_reached
 
-    def rows(*values):
-        return [{"step": 20.0 * (i + 1), "elapsed_s": 5.0 * (i + 1), "style": s, "total": t}
+    def rows(seconds_per_row, *values):
+        return [{"step": 20.0 * (i + 1), "elapsed_s": seconds_per_row * (i + 1), "style": s, "total": t}
                 for i, (s, t) in enumerate(values)]
 
-    reference = rows((900, 1500), (400, 700), (300, 600))  # 60 steps, 15 s
-    fast = rows((500, 650), (350, 590), (290, 560), (310, 580), (280, 550))
+    reference = rows(10.0, (900, 1500), (400, 700), (300, 600))  # 60 steps, 30 s
+    fast = rows(5.0, (500, 650), (350, 590), (300, 560), (310, 580), (280, 550))
     lines = first_reached.report(fast, reference, at_step=20)
     assert "style loss 500.0 = 1.67 x" in lines[1] and "total 650.0 = 1.08 x" in lines[1]
-    assert "33.3% of the steps" in lines[1] and "33.3% of the time" in lines[1]
-    assert lines[2].startswith("style loss: reached at step 60 (100.0% of the steps)")
+    assert "33.3% of the steps" in lines[1] and "16.7% of the time" in lines[1]
+    assert lines[2].startswith("style loss: reached at step 60 (100.0% of the steps), 15 s (50.0% of the time)")
     assert lines[3].startswith("total loss: reached at step 40 (66.7% of the steps)")
-    assert "not reached in its 40 steps" in first_reached.report(fast[:2], reference, None)[1]
-    with pytest.raises(first_reached.utils.UserError, match="--at-step 30"):
+    windowed = first_reached.report(fast, reference, at_step=20, window=2)  # goal: style 350, total 650
+    assert "(steps 21 to 60, of 30 s in all), their mean: style loss 350.0, total 650.0" in windowed[0]
+    assert "= 1.43 x" in windowed[1]
+    assert windowed[2].startswith("style loss: reached at step 40")  # at the goal exactly: reached
+    assert windowed[3].startswith("total loss: reached at step 20")
+    short = first_reached.report(fast[:1], reference, None)
+    assert "style loss: not reached in its 20 steps" in short[1] and "total loss: not reached" in short[2]
+    with pytest.raises(UserError, match="--at-step 30.*steps 20 to 100"):
         first_reached.report(fast, reference, at_step=30)
+
+    logs = []
+    for name, log in (("fast.csv", fast), ("reference.csv", reference)):
+        path = tmp_path / f"a log {name}"  # a path with a space
+        path.write_text("step,elapsed_s,content,style,total\n" + "".join(
+            f"{r['step']},{r['elapsed_s']},1.0,{r['style']},{r['total']}\n" for r in log))
+        logs.append(str(path))
+    first_reached.main([*logs, "--at-step", "20"])
+    assert capsys.readouterr().out.splitlines()[2:] == lines
+    broken = tmp_path / "broken.csv"
+    broken.write_text("step,elapsed_s,content\n20,1.0,3.0\n")
+    with pytest.raises(UserError, match="not a train.py log .*style, total"):
+        first_reached.main([str(broken), logs[1]])
