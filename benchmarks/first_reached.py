@@ -27,8 +27,11 @@ COLUMNS = ("step", "elapsed_s", "style", "total")  # what every row of train.py'
 def rows_of(path: Path) -> list[dict[str, float]]:
     """The rows of a train.py CSV log, each column a float."""
     with open(path, newline="") as file:
-        rows = [{key: float(value) for key, value in row.items() if value not in ("", None)}
-                for row in csv.DictReader(file)]
+        try:
+            rows = [{key: float(value) for key, value in row.items() if value not in ("", None)}
+                    for row in csv.DictReader(file)]
+        except ValueError as error:  # a cell that is not a number
+            raise utils.UserError(f"{path}: not a train.py log ({error})") from None
     if not rows:
         raise utils.UserError(f"{path}: no logged steps")
     missing = [key for key in COLUMNS if any(key not in row for row in rows)]

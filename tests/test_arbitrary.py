@@ -431,3 +431,6 @@ def test_first_reached_reads_the_share_at_a_step_and_where_each_loss_is_reached(
     broken.write_text("step,elapsed_s,content\n20,1.0,3.0\n")
     with pytest.raises(UserError, match="not a train.py log .*style, total"):
         first_reached.main([str(broken), logs[1]])
+    broken.write_text("step,elapsed_s,content,style,total\n20,1.0,3.0,abc,4.0\n")
+    with pytest.raises(UserError, match="not a train.py log .*'abc'"):
+        first_reached.main([str(broken), logs[1]])
